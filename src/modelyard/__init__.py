@@ -1,0 +1,3 @@
+"""modelyard: a model-agnostic AI gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,42 @@
+"""Reading a request body: size-limited, JSON, an object, validated into a typed request."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from modelyard.api.context import MAX_BODY_BYTES
+from modelyard.api.errors import validation_error
+from modelyard.errors import InvalidRequestError, RequestTooLargeError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    limit = request.app[MAX_BODY_BYTES]
+    length = request.content_length
+    if length is not None and length > limit:
+        # refuse before reading a byte of it
+        raise RequestTooLargeError(
+            f"The request body is {length} bytes, over this gateway's limit of {limit} bytes"
+        )
+    raw = await request.read()  # aiohttp stops reading past client_max_size
+    if not raw:
+        raise InvalidRequestError("The request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("The request body must be a JSON object")
+    return data
+
+
+def parse(model: type[T], data: dict[str, Any]) -> T:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None

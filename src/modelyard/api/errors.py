@@ -1,0 +1,106 @@
+"""Client errors out: the one place that turns the error hierarchy into HTTP answers.
+
+Every error body has OpenAI's shape ``{"error": {"message", "type", "param",
+"code"}}``. Nothing unexpected reaches a client as a traceback: it is logged
+with the request id and answered as a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from modelyard.errors import GatewayError, InvalidRequestError, RequestTooLargeError
+
+log = logging.getLogger("modelyard.api")
+
+_HTTP_TYPES = {
+    404: ("not_found_error", "unknown_url"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+}
+
+
+def error_body(message: str, type_: str, param: str | None, code: str | None) -> bytes:
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    )
+
+
+def error_response(err: GatewayError) -> web.Response:
+    headers: dict[str, str] = {}
+    if err.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(err.retry_after)))
+    return web.Response(
+        status=err.status,
+        body=error_body(err.message, err.type, err.param, err.code),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def stream_error_event(err: GatewayError) -> bytes:
+    """An error that happens after a stream has started: one SSE event, then the end."""
+    return b"data: " + error_body(err.message, err.type, err.param, err.code) + b"\n\n"
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not (isinstance(part, str) and (part[:1].isupper() or "[" in part)):
+            out += f".{part}" if out else part
+    return out
+
+
+def validation_error(exc: ValidationError) -> InvalidRequestError:
+    """A pydantic failure as a 400 that names the first field at fault."""
+    first: Any = exc.errors(include_url=False)[0]
+    param = _loc(tuple(first["loc"]))
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    more = exc.error_count() - 1
+    tail = f" ({more} more problem{'s' if more > 1 else ''})" if more else ""
+    where = f"{param}: " if param else ""
+    return InvalidRequestError(f"Invalid request: {where}{msg}{tail}", param=param or None)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except GatewayError as err:
+        return error_response(err)
+    except ValidationError as exc:
+        return error_response(validation_error(exc))
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(RequestTooLargeError(
+            f"The request body is larger than this gateway's limit of "
+            f"{exc.max_size} bytes", status=413))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        type_, code = _HTTP_TYPES.get(exc.status, ("invalid_request_error", None))
+        message = exc.reason if exc.status != 404 else f"Unknown path {request.path}"
+        if exc.status == 405:
+            message = f"Method {request.method} is not allowed on {request.path}"
+        return web.Response(
+            status=exc.status,
+            body=error_body(message, type_, None, code),
+            content_type="application/json",
+            headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
+        )
+    except Exception:
+        rid = request.get("request_id", "-")
+        log.exception("unexpected error handling %s %s (request %s)", request.method,
+                      request.path, rid)
+        return web.Response(
+            status=500,
+            body=error_body(f"Internal error (request {rid})", "api_error", None, None),
+            content_type="application/json",
+        )

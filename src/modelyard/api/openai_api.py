@@ -1,0 +1,317 @@
+"""The OpenAI wire format, inbound: chat completions, completions, embeddings, models.
+
+Parse and validate here, resolve the model, call the provider, answer in the
+OpenAI format. When the provider speaks OpenAI too, the upstream's bytes go
+back to the client nearly untouched (``_proxy`` / ``_proxy_stream``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from modelyard.api.body import parse, read_json
+from modelyard.api.context import DIRECTORY, REQUEST_LOG
+from modelyard.api.errors import stream_error_event
+from modelyard.errors import GatewayError
+from modelyard.providers.base import Provider, new_id
+from modelyard.providers.openai_compat import OpenAICompatibleProvider
+from modelyard.storage.request_log import RequestRecord
+from modelyard.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    CompletionRequest,
+    EmbeddingRequest,
+    Usage,
+)
+from modelyard.wire import openai as wire
+from modelyard.wire.sse import DONE, SSEDecoder
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
+
+
+class _Call:
+    """Timing and accounting of one request, written to the request log at the end."""
+
+    __slots__ = ("endpoint", "model", "provider", "request", "stream", "t0", "ttft", "usage")
+
+    def __init__(self, request: web.Request, endpoint: str, model: str, provider: Provider,
+                 stream: bool):
+        self.request = request
+        self.endpoint = endpoint
+        self.model = model
+        self.provider = provider
+        self.stream = stream
+        self.t0 = time.perf_counter()
+        self.ttft: float | None = None
+        self.usage = Usage()
+
+    def first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = (time.perf_counter() - self.t0) * 1000
+
+    def done(self, status: int = 200, error: GatewayError | None = None) -> None:
+        dep = self.provider.deployment
+        u = self.usage
+        self.request.app[REQUEST_LOG].record(
+            RequestRecord(
+                id=self.request["request_id"],
+                endpoint=self.endpoint,
+                model=self.model,
+                deployment=dep.name,
+                provider=dep.provider,
+                status=error.status if error else status,
+                stream=self.stream,
+                latency_ms=(time.perf_counter() - self.t0) * 1000,
+                input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens,
+                cached_input_tokens=u.cached_input_tokens,
+                reasoning_tokens=u.reasoning_tokens,
+                ttft_ms=self.ttft,
+                error_type=type(error).__name__ if error else None,
+            )
+        )
+
+
+def _json(data: Any) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+async def _guard(call: _Call, work: Callable[[], Any]) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await work()
+    except GatewayError as err:
+        call.done(error=err)
+        raise
+    return response
+
+
+# ---------------------------------------------------------------- chat
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    req = parse(ChatRequest, body)
+    provider = request.app[DIRECTORY].resolve(req.model)
+    call = _Call(request, "chat", req.model, provider, req.stream)
+    if isinstance(provider, OpenAICompatibleProvider):
+        if req.stream:
+            return await _guard(call, lambda: _proxy_stream(
+                request, call, provider, "chat/completions", body, req.include_usage))
+        return await _guard(call, lambda: _proxy(call, provider, "chat/completions", body))
+    if req.stream:
+        return await _guard(call, lambda: _typed_stream(
+            request, call, provider.chat_stream(req), wire.chat_chunk_to_dict, req.include_usage))
+    resp = await _guard(call, lambda: _typed(call, provider.chat(req), wire.chat_response_to_dict))
+    return resp
+
+
+async def _typed(call: _Call, pending: Any, render: Callable[[Any], dict[str, Any]]) -> web.Response:
+    result = await pending
+    call.usage = result.usage
+    call.done()
+    return _json(render(result))
+
+
+async def _proxy(call: _Call, provider: OpenAICompatibleProvider, path: str,
+                 body: dict[str, Any]) -> web.Response:
+    reply = await provider.forward(path, body)
+    try:
+        call.usage = wire.usage_from_dict(orjson.loads(reply.body).get("usage"))
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        pass  # the client gets the upstream's answer as it is; nothing to account
+    call.done()
+    return web.Response(body=reply.body, content_type=reply.content_type or "application/json")
+
+
+async def _start_stream(request: web.Request, first: bytes | None) -> web.StreamResponse:
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    response.headers["X-Request-Id"] = request["request_id"]
+    await response.prepare(request)
+    return response
+
+
+async def _proxy_stream(request: web.Request, call: _Call, provider: OpenAICompatibleProvider,
+                        path: str, body: dict[str, Any], client_wants_usage: bool
+                        ) -> web.StreamResponse:
+    upstream = provider.forward_stream(path, body)
+    decoder = SSEDecoder()
+    response: web.StreamResponse | None = None
+    try:
+        async for chunk in upstream:
+            out: list[bytes] = []
+            for event in decoder.feed(chunk):
+                raw = event.raw
+                if any(m in raw for m in _USAGE_MARKERS):
+                    data = orjson.loads(event.data)
+                    call.usage = wire.usage_from_dict(data.get("usage"))
+                    if not client_wants_usage and not data.get("choices"):
+                        continue
+                elif event.data == "[DONE]":
+                    continue  # written once at the end
+                out.append(raw)
+            if not out:
+                continue
+            if response is None:
+                # nothing is sent until the upstream has produced an event, so an
+                # error before that still gets a proper status
+                call.first_token()
+                response = await _start_stream(request, None)
+            await response.write(b"".join(out))
+    except GatewayError as err:
+        if response is None:
+            raise
+        await response.write(stream_error_event(err))
+        call.done(error=err)
+        return response
+    finally:
+        await upstream.aclose()  # type: ignore[attr-defined]
+    if response is None:
+        response = await _start_stream(request, None)
+    await response.write(DONE)
+    call.done()
+    return response
+
+
+async def _typed_stream(request: web.Request, call: _Call, chunks: AsyncIterator[ChatChunk],
+                        render: Callable[[ChatChunk], dict[str, Any]],
+                        client_wants_usage: bool) -> web.StreamResponse:
+    response: web.StreamResponse | None = None
+    try:
+        async for chunk in chunks:
+            if chunk.usage is not None:
+                call.usage = chunk.usage
+                if not client_wants_usage and not chunk.choices:
+                    continue
+                if not client_wants_usage:
+                    chunk.usage = None
+            if response is None:
+                call.first_token()
+                response = await _start_stream(request, None)
+            await response.write(b"data: " + orjson.dumps(render(chunk)) + b"\n\n")
+    except GatewayError as err:
+        if response is None:
+            raise
+        await response.write(stream_error_event(err))
+        call.done(error=err)
+        return response
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    if response is None:
+        response = await _start_stream(request, None)
+    await response.write(DONE)
+    call.done()
+    return response
+
+
+# ---------------------------------------------------------- completions
+
+
+def _completion_dict(resp: ChatResponse) -> dict[str, Any]:
+    return {
+        "id": resp.id or new_id("cmpl"),
+        "object": "text_completion",
+        "created": resp.created or int(time.time()),
+        "model": resp.model,
+        "choices": [
+            {"index": c.index, "text": c.content or "", "logprobs": None,
+             "finish_reason": c.finish_reason}
+            for c in resp.choices
+        ],
+        "usage": wire.usage_to_dict(resp.usage),
+    }
+
+
+def _completion_chunk_dict(chunk: ChatChunk) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": chunk.id,
+        "object": "text_completion",
+        "created": chunk.created,
+        "model": chunk.model,
+        "choices": [
+            {"index": d.index, "text": d.content or "", "logprobs": None,
+             "finish_reason": d.finish_reason}
+            for d in chunk.choices
+        ],
+    }
+    if chunk.usage is not None:
+        out["usage"] = wire.usage_to_dict(chunk.usage)
+    return out
+
+
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    req = parse(CompletionRequest, body)
+    provider = request.app[DIRECTORY].resolve(req.model)
+    call = _Call(request, "completions", req.model, provider, req.stream)
+    if isinstance(provider, OpenAICompatibleProvider):
+        if req.stream:
+            return await _guard(call, lambda: _proxy_stream(
+                request, call, provider, "completions", body, req.include_usage))
+        return await _guard(call, lambda: _proxy(call, provider, "completions", body))
+    if req.stream:
+        return await _guard(call, lambda: _typed_stream(
+            request, call, provider.complete_stream(req), _completion_chunk_dict,
+            req.include_usage))
+    return await _guard(call, lambda: _typed(call, provider.complete(req), _completion_dict))
+
+
+# ------------------------------------------------------------ embeddings
+
+
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    req = parse(EmbeddingRequest, body)
+    provider = request.app[DIRECTORY].resolve(req.model, kind="embeddings")
+    call = _Call(request, "embeddings", req.model, provider, False)
+
+    async def work() -> web.Response:
+        result = await provider.embed(req)
+        call.usage = result.usage
+        call.done()
+        out = wire.embedding_response_to_dict(result, req.encoding_format)
+        out["model"] = req.model
+        return _json(out)
+
+    return await _guard(call, work)
+
+
+# ---------------------------------------------------------------- models
+
+
+def _model_card(name: str, provider: Provider) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": provider.deployment.provider}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    names = request.app[DIRECTORY].names()
+    return _json({"object": "list", "data": [_model_card(n, p) for n, p in names]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    name = request.match_info["model"]
+    for known, provider in request.app[DIRECTORY].names():
+        if known == name:
+            return _json(_model_card(known, provider))
+    request.app[DIRECTORY].resolve(name)  # raises the 404 with its message
+    raise AssertionError("unreachable")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/v1/chat/completions", chat_completions),
+        web.post("/v1/completions", completions),
+        web.post("/v1/embeddings", embeddings),
+        web.get("/v1/models", list_models),
+        web.get("/v1/models/{model:.+}", get_model),
+    ]

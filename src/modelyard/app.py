@@ -1,0 +1,94 @@
+"""``create_app(settings)``: the only place that wires the parts of the gateway together."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from modelyard.api import health, openai_api
+from modelyard.api.context import DIRECTORY, MAX_BODY_BYTES, REQUEST_LOG, SETTINGS, TRANSPORT
+from modelyard.api.errors import error_middleware
+from modelyard.providers.base import Provider
+from modelyard.providers.registry import HOSTS
+from modelyard.providers.transport import Transport
+from modelyard.routing.directory import ModelDirectory
+from modelyard.settings import Deployment, Settings
+from modelyard.storage.request_log import RequestLog, create_db_engine, sqlite_url
+
+log = logging.getLogger("modelyard")
+
+
+def build_provider(dep: Deployment, settings: Settings, transport: Transport) -> Provider:
+    """The provider of one deployment. Imports are local so that unused adapters cost nothing."""
+    if dep.provider in HOSTS:
+        from modelyard.providers.openai_compat import OpenAICompatibleProvider
+
+        return OpenAICompatibleProvider(dep, transport)
+    if dep.provider == "anthropic":
+        from modelyard.providers.anthropic import AnthropicProvider
+
+        return AnthropicProvider(dep, transport)
+    if dep.provider == "gemini":
+        from modelyard.providers.gemini import GeminiProvider
+
+        return GeminiProvider(dep, transport)
+    from modelyard.providers.local import LocalChatProvider, LocalEmbeddingProvider
+
+    data_dir = settings.server.data_dir
+    if dep.kind == "embeddings":
+        return LocalEmbeddingProvider(dep, data_dir=data_dir)
+    return LocalChatProvider(
+        dep,
+        data_dir=data_dir,
+        threads=settings.server.local_model_threads,
+        n_ctx=settings.server.local_context,
+    )
+
+
+@web.middleware
+async def request_id_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    rid = request.headers.get("X-Request-Id")
+    if not rid or len(rid) > 128 or not rid.isprintable():
+        rid = f"req_{uuid.uuid4().hex}"
+    request["request_id"] = rid
+    response = await handler(request)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = rid
+    return response
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the gateway: storage, transport, providers and routes. Nothing starts until run."""
+    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    transport = Transport()
+    providers = [build_provider(d, settings, transport) for d in settings.deployments]
+    request_log = RequestLog(create_db_engine(sqlite_url(settings.server.data_dir)))
+
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[request_id_middleware, error_middleware],
+    )
+    app[SETTINGS] = settings
+    app[TRANSPORT] = transport
+    app[DIRECTORY] = ModelDirectory(settings, providers)
+    app[REQUEST_LOG] = request_log
+    app[MAX_BODY_BYTES] = settings.server.max_body_bytes
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await transport.start()
+        request_log.start()
+        yield
+        for provider in providers:
+            await provider.close()
+        await request_log.close()
+        await transport.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.add_routes(health.routes())
+    app.add_routes(openai_api.routes())
+    return app

@@ -1,0 +1,49 @@
+"""Run the gateway server: settings, logging, the event loop, the listening socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from modelyard.app import create_app
+from modelyard.settings import load_settings
+
+
+def run(config: Path | None, *, host: str | None, port: int | None, data_dir: Path | None) -> None:
+    settings = load_settings(config, overrides={"host": host, "port": port, "data_dir": data_dir})
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    app = create_app(settings)
+    server = settings.server
+    names = ", ".join(d.name for d in settings.deployments)
+    print(  # the one line an operator reads at start
+        f"modelyard listening on http://{server.host}:{server.port} "
+        f"(data dir {server.data_dir}; models: {names})",
+        flush=True,
+    )
+    try:
+        import uvloop
+
+        uvloop.run(_serve(app, server.host, server.port))
+    except ImportError:  # uvloop is a dependency; this only guards odd platforms
+        asyncio.run(_serve(app, server.host, server.port))
+
+
+async def _serve(app: web.Application, host: str, port: int) -> None:
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=5)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, host, port).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()

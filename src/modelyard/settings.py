@@ -1,0 +1,208 @@
+"""One typed settings object, read from YAML and the environment, validated at start.
+
+Precedence, highest first: command-line flags, ``MODELYARD_*`` environment
+variables, the YAML file, defaults. Credentials are never in the file: a
+deployment names the environment variable that holds its key
+(``api_key_env``), and ``credential()`` is the one place that reads it.
+
+What a provider *is* (its default base URL, auth style, quirks) lives in
+``modelyard.providers.registry``; this module only checks that the names used
+exist there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from modelyard.errors import ConfigError, MissingCredentialError
+from modelyard.providers.registry import HOSTS, NATIVE_PROVIDERS
+
+LOCAL_CHAT = "gemma-3-270m"
+LOCAL_EMBEDDINGS = "all-minilm-l6-v2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Prices(_Section):
+    """USD per million tokens; the governance price book overrides these later."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+
+
+class Deployment(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/\-]+$")
+    provider: str
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_version: str | None = None  # Azure OpenAI
+    headers: dict[str, str] = Field(default_factory=dict)
+    context_window: int | None = Field(default=None, ge=1)
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    timeout: float = Field(default=600.0, gt=0)
+    prices: Prices | None = None
+    kind: Literal["chat", "embeddings"] = "chat"
+
+    @model_validator(mode="after")
+    def _known_provider(self) -> Deployment:
+        known = set(HOSTS) | NATIVE_PROVIDERS
+        if self.provider not in known:
+            raise ValueError(
+                f"unknown provider {self.provider!r}; known: {', '.join(sorted(known))}"
+            )
+        host = HOSTS.get(self.provider)
+        if self.base_url is None and host is not None and host.base_url is None:
+            raise ValueError(f"provider {self.provider!r} needs base_url")
+        if self.provider == "azure" and not self.api_version:
+            raise ValueError("provider 'azure' needs api_version (for example 2024-10-21)")
+        if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return self
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    data_dir: Path = Path(".modelyard")
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    local_model_threads: int | None = Field(default=None, ge=1)
+    local_context: int = Field(default=4096, ge=256)
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    embedded_models: bool = True
+    deployments: list[Deployment] = Field(default_factory=list)
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.embedded_models:
+            names = {d.name for d in self.deployments}
+            if LOCAL_CHAT not in names:
+                self.deployments.append(
+                    Deployment(
+                        name=LOCAL_CHAT,
+                        provider="local",
+                        model=LOCAL_CHAT,
+                        context_window=self.server.local_context,
+                        prices=Prices(input=0, output=0),
+                    )
+                )
+            if LOCAL_EMBEDDINGS not in names:
+                self.deployments.append(
+                    Deployment(
+                        name=LOCAL_EMBEDDINGS,
+                        provider="local",
+                        model=LOCAL_EMBEDDINGS,
+                        kind="embeddings",
+                        context_window=256,
+                        prices=Prices(input=0, output=0),
+                    )
+                )
+        seen: set[str] = set()
+        for dep in self.deployments:
+            if dep.name in seen:
+                raise ValueError(f"deployment name {dep.name!r} is used twice")
+            seen.add(dep.name)
+        for alias, target in self.aliases.items():
+            if target not in seen:
+                raise ValueError(f"alias {alias!r} points at unknown deployment {target!r}")
+            if alias in seen:
+                raise ValueError(f"alias {alias!r} has the name of a deployment")
+        return self
+
+    def deployment(self, name: str) -> Deployment | None:
+        target = self.aliases.get(name, name)
+        for dep in self.deployments:
+            if dep.name == target:
+                return dep
+        return None
+
+
+def credential(dep: Deployment, env: dict[str, str] | None = None) -> str | None:
+    """The API key of a deployment: its ``api_key_env``, else the host's default variable."""
+    environ = os.environ if env is None else env
+    variable = dep.api_key_env
+    host = HOSTS.get(dep.provider)
+    if variable is None and host is not None:
+        variable = host.key_env
+    if variable is None and dep.provider in ("anthropic", "gemini"):
+        variable = {"anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}[dep.provider]
+    if variable is None:
+        return None
+    value = environ.get(variable)
+    if not value:
+        raise MissingCredentialError(variable, dep.name)
+    return value
+
+
+def _format_loc(loc: tuple[int | str, ...], data: Any) -> str:
+    parts: list[str] = []
+    node = data
+    for item in loc:
+        if isinstance(item, int):
+            name = node[item].get("name") if isinstance(node, list) and isinstance(node[item], dict) else None
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{name or item}]"]
+            node = node[item] if isinstance(node, list) else None
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts)
+
+
+def load_settings(
+    config: Path | None = None,
+    *,
+    overrides: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> Settings:
+    """Read the YAML file (if any), apply environment and flag overrides, validate."""
+    environ = os.environ if env is None else env
+    source = str(config) if config else "<defaults>"
+    data: dict[str, Any] = {}
+    if config is None and environ.get("MODELYARD_CONFIG"):
+        config = Path(environ["MODELYARD_CONFIG"])
+        source = str(config)
+    if config is not None:
+        try:
+            loaded = yaml.safe_load(config.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("the top level must be a mapping", source=source)
+        data = loaded
+    server = dict(data.get("server") or {})
+    for key, var in (
+        ("host", "MODELYARD_HOST"),
+        ("port", "MODELYARD_PORT"),
+        ("data_dir", "MODELYARD_DATA_DIR"),
+        ("max_body_bytes", "MODELYARD_MAX_BODY_BYTES"),
+    ):
+        if environ.get(var):
+            server[key] = environ[var]
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            server[key] = value
+    data = {**data, "server": server}
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = _format_loc(tuple(err["loc"]), data) or "<top level>"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise ConfigError(message + more, source=source, key=key) from None

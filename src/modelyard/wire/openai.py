@@ -1,0 +1,268 @@
+"""OpenAI chat/completions/embeddings wire format <-> internal types. Pure: dict in, dict out.
+
+Used both ways: to answer clients that speak OpenAI, and to talk to every
+OpenAI-compatible host. When both sides speak it, ``passthrough_body`` makes
+the few edits the upstream needs and the rest of the bytes are left alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from typing import Any
+
+from modelyard.types import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    ChoiceDelta,
+    CompletionResponse,
+    EmbeddingResponse,
+    FinishReason,
+    ToolCallDelta,
+    ToolCallOut,
+    Usage,
+)
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+
+
+# ------------------------------------------------------------------ usage
+
+
+def usage_to_dict(u: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.total_tokens,
+    }
+    if u.cached_input_tokens:
+        out["prompt_tokens_details"] = {"cached_tokens": u.cached_input_tokens}
+    if u.reasoning_tokens:
+        out["completion_tokens_details"] = {"reasoning_tokens": u.reasoning_tokens}
+    return out
+
+
+def usage_from_dict(d: dict[str, Any] | None) -> Usage:
+    if not d:
+        return Usage()
+    prompt_details = d.get("prompt_tokens_details") or {}
+    completion_details = d.get("completion_tokens_details") or {}
+    return Usage(
+        input_tokens=int(d.get("prompt_tokens") or 0),
+        output_tokens=int(d.get("completion_tokens") or 0),
+        # DeepSeek reports cache hits as prompt_cache_hit_tokens
+        cached_input_tokens=int(
+            prompt_details.get("cached_tokens") or d.get("prompt_cache_hit_tokens") or 0
+        ),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+# ------------------------------------------------------------- responses out
+
+
+def _tool_calls_out(calls: list[ToolCallOut]) -> list[dict[str, Any]]:
+    return [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in calls
+    ]
+
+
+def chat_response_to_dict(r: ChatResponse) -> dict[str, Any]:
+    choices = []
+    for c in r.choices:
+        message: dict[str, Any] = {"role": "assistant", "content": c.content, "refusal": None}
+        if c.tool_calls:
+            message["tool_calls"] = _tool_calls_out(c.tool_calls)
+        if c.reasoning:
+            message["reasoning_content"] = c.reasoning
+        choices.append(
+            {"index": c.index, "message": message, "logprobs": None, "finish_reason": c.finish_reason}
+        )
+    return {
+        "id": r.id,
+        "object": "chat.completion",
+        "created": r.created,
+        "model": r.model,
+        "choices": choices,
+        "usage": usage_to_dict(r.usage),
+        "system_fingerprint": None,
+    }
+
+
+def chat_chunk_to_dict(c: ChatChunk) -> dict[str, Any]:
+    choices = []
+    for d in c.choices:
+        delta: dict[str, Any] = {}
+        if d.role:
+            delta["role"] = d.role
+        if d.content is not None:
+            delta["content"] = d.content
+        if d.reasoning is not None:
+            delta["reasoning_content"] = d.reasoning
+        if d.tool_calls:
+            calls = []
+            for t in d.tool_calls:
+                call: dict[str, Any] = {"index": t.index}
+                if t.id is not None:
+                    call["id"] = t.id
+                    call["type"] = "function"
+                fn: dict[str, Any] = {"arguments": t.arguments}
+                if t.name is not None:
+                    fn["name"] = t.name
+                call["function"] = fn
+                calls.append(call)
+            delta["tool_calls"] = calls
+        choices.append(
+            {"index": d.index, "delta": delta, "logprobs": None, "finish_reason": d.finish_reason}
+        )
+    out: dict[str, Any] = {
+        "id": c.id,
+        "object": "chat.completion.chunk",
+        "created": c.created,
+        "model": c.model,
+        "choices": choices,
+    }
+    if c.usage is not None:
+        out["usage"] = usage_to_dict(c.usage)
+    return out
+
+
+def completion_response_to_dict(r: CompletionResponse) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "object": "text_completion",
+        "created": r.created,
+        "model": r.model,
+        "choices": [
+            {"index": c.index, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
+            for c in r.choices
+        ],
+        "usage": usage_to_dict(r.usage),
+    }
+
+
+def embedding_response_to_dict(r: EmbeddingResponse, encoding: str) -> dict[str, Any]:
+    data = []
+    for i, vec in enumerate(r.vectors):
+        value: Any = vec
+        if encoding == "base64":
+            value = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {
+        "object": "list",
+        "data": data,
+        "model": r.model,
+        "usage": {"prompt_tokens": r.usage.input_tokens, "total_tokens": r.usage.input_tokens},
+    }
+
+
+# -------------------------------------------------------------- responses in
+
+
+def chat_response_from_dict(d: dict[str, Any]) -> ChatResponse:
+    choices = []
+    for c in d.get("choices") or []:
+        m = c.get("message") or {}
+        calls = [
+            ToolCallOut(
+                id=t.get("id", ""),
+                name=(t.get("function") or {}).get("name", ""),
+                arguments=(t.get("function") or {}).get("arguments") or "",
+            )
+            for t in m.get("tool_calls") or []
+        ]
+        choices.append(
+            Choice(
+                index=int(c.get("index", len(choices))),
+                content=m.get("content"),
+                finish_reason=_FINISH.get(c.get("finish_reason") or ""),
+                tool_calls=calls,
+                reasoning=m.get("reasoning_content") or m.get("reasoning"),
+            )
+        )
+    return ChatResponse(
+        id=str(d.get("id", "")),
+        model=str(d.get("model", "")),
+        created=int(d.get("created") or 0),
+        choices=choices,
+        usage=usage_from_dict(d.get("usage")),
+    )
+
+
+def chat_chunk_from_dict(d: dict[str, Any]) -> ChatChunk:
+    choices = []
+    for c in d.get("choices") or []:
+        delta = c.get("delta") or {}
+        calls = [
+            ToolCallDelta(
+                index=int(t.get("index", 0)),
+                id=t.get("id"),
+                name=(t.get("function") or {}).get("name"),
+                arguments=(t.get("function") or {}).get("arguments") or "",
+            )
+            for t in delta.get("tool_calls") or []
+        ]
+        choices.append(
+            ChoiceDelta(
+                index=int(c.get("index", 0)),
+                role=delta.get("role"),
+                content=delta.get("content"),
+                reasoning=delta.get("reasoning_content") or delta.get("reasoning"),
+                tool_calls=calls,
+                finish_reason=_FINISH.get(c.get("finish_reason") or ""),
+            )
+        )
+    usage = d.get("usage")
+    return ChatChunk(
+        id=str(d.get("id", "")),
+        model=str(d.get("model", "")),
+        created=int(d.get("created") or 0),
+        choices=choices,
+        usage=usage_from_dict(usage) if usage else None,
+    )
+
+
+# ---------------------------------------------------------------- requests
+
+
+def passthrough_body(
+    body: dict[str, Any],
+    *,
+    model: str,
+    max_tokens_field: str,
+    stream_usage: bool,
+    drop_model: bool = False,
+) -> dict[str, Any]:
+    """The client's OpenAI body with the few edits an OpenAI-compatible upstream needs.
+
+    The model name becomes the deployment's; the output limit goes by the
+    name the host understands; a stream always asks for usage (the gateway
+    needs it to account), the client sees it only if it asked.
+    """
+    out = dict(body)
+    if drop_model:
+        out.pop("model", None)
+    else:
+        out["model"] = model
+    other = "max_tokens" if max_tokens_field == "max_completion_tokens" else "max_completion_tokens"
+    if other in out and max_tokens_field not in out:
+        out[max_tokens_field] = out.pop(other)
+    if out.get("stream") and stream_usage:
+        opts = dict(out.get("stream_options") or {})
+        opts["include_usage"] = True
+        out["stream_options"] = opts
+    return out
+
+
+def chat_request_to_dict(req: ChatRequest) -> dict[str, Any]:
+    """The internal request as an OpenAI body (for a request that came in another format)."""
+    return req.model_dump(mode="json", exclude_none=True, by_alias=True, exclude_defaults=False)
