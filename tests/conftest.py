@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import urllib.error
-import urllib.request
 import pytest
 
 from tests.fakes.harness import LoopbackServer, Recorder, free_port
@@ -36,13 +36,24 @@ class Gateway:
 
 
 def start_gateway_process(
-    tmp: Path, config: str | None, env: dict[str, str] | None = None, *,
+    tmp: Path,
+    config: str | None,
+    env: dict[str, str] | None = None,
+    *,
     ready_timeout: float = 30.0,
 ) -> Gateway:
     port = free_port()
     data_dir = tmp / "data"
-    args = [sys.executable, "-m", "modelyard", "serve", "--port", str(port),
-            "--data-dir", str(data_dir)]
+    args = [
+        sys.executable,
+        "-m",
+        "modelyard",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
     if config is not None:
         cfg = tmp / "modelyard.yaml"
         cfg.write_text(config)
@@ -110,7 +121,9 @@ def fake_openai() -> Iterator[tuple[LoopbackServer, Recorder]]:
 
 
 @pytest.fixture
-def openai_upstream(fake_openai: tuple[LoopbackServer, Recorder]) -> tuple[LoopbackServer, Recorder]:
+def openai_upstream(
+    fake_openai: tuple[LoopbackServer, Recorder],
+) -> tuple[LoopbackServer, Recorder]:
     server, recorder = fake_openai
     recorder.requests.clear()
     recorder.script.clear()

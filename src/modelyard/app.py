@@ -9,7 +9,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from modelyard.api import health, openai_api
-from modelyard.api.context import DIRECTORY, MAX_BODY_BYTES, REQUEST_LOG, SETTINGS, TRANSPORT
+from modelyard.api.context import (
+    DIRECTORY,
+    MAX_BODY_BYTES,
+    REQUEST_ID,
+    REQUEST_LOG,
+    SETTINGS,
+    TRANSPORT,
+)
 from modelyard.api.errors import error_middleware
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import HOSTS
@@ -55,7 +62,7 @@ async def request_id_middleware(
     rid = request.headers.get("X-Request-Id")
     if not rid or len(rid) > 128 or not rid.isprintable():
         rid = f"req_{uuid.uuid4().hex}"
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-Id"] = rid

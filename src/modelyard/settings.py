@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from modelyard.errors import ConfigError, MissingCredentialError
 from modelyard.providers.registry import HOSTS, NATIVE_PROVIDERS
@@ -52,13 +59,16 @@ class Deployment(_Section):
     prices: Prices | None = None
     kind: Literal["chat", "embeddings"] = "chat"
 
-    @model_validator(mode="after")
-    def _known_provider(self) -> Deployment:
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
         known = set(HOSTS) | NATIVE_PROVIDERS
-        if self.provider not in known:
-            raise ValueError(
-                f"unknown provider {self.provider!r}; known: {', '.join(sorted(known))}"
-            )
+        if value not in known:
+            raise ValueError(f"unknown provider {value!r}; known: {', '.join(sorted(known))}")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> Deployment:
         host = HOSTS.get(self.provider)
         if self.base_url is None and host is not None and host.base_url is None:
             raise ValueError(f"provider {self.provider!r} needs base_url")
@@ -151,7 +161,11 @@ def _format_loc(loc: tuple[int | str, ...], data: Any) -> str:
     node = data
     for item in loc:
         if isinstance(item, int):
-            name = node[item].get("name") if isinstance(node, list) and isinstance(node[item], dict) else None
+            name = (
+                node[item].get("name")
+                if isinstance(node, list) and isinstance(node[item], dict)
+                else None
+            )
             parts[-1:] = [f"{parts[-1] if parts else ''}[{name or item}]"]
             node = node[item] if isinstance(node, list) else None
         else:

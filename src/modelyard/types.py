@@ -184,8 +184,7 @@ class ChatRequest(_Sampling):
             names = {t.function.name for t in self.tools or []}
             if self.tool_choice.function.name not in names:
                 raise ValueError(
-                    f"tool_choice names {self.tool_choice.function.name!r}, "
-                    "which is not in tools"
+                    f"tool_choice names {self.tool_choice.function.name!r}, which is not in tools"
                 )
         elif self.tool_choice == "required" and not self.tools:
             raise ValueError("tool_choice 'required' needs tools")

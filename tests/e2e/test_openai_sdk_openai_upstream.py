@@ -38,8 +38,9 @@ aliases:
 
 
 @pytest.fixture(scope="module")
-def gateway(start_module_gateway: Callable[..., Gateway],
-            fake_openai: tuple[LoopbackServer, Recorder]) -> Gateway:
+def gateway(
+    start_module_gateway: Callable[..., Gateway], fake_openai: tuple[LoopbackServer, Recorder]
+) -> Gateway:
     server, _ = fake_openai
     return start_module_gateway(CONFIG.format(url=server.url), {"BENCH_KEY": UPSTREAM_KEY})
 
@@ -115,11 +116,20 @@ def test_chat_streaming(
 
 
 def test_streamed_tool_call_arguments_reassemble(client: openai.OpenAI) -> None:
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     stream = client.chat.completions.create(
-        model="bench", messages=[{"role": "user", "content": "weather in Paris?"}],
-        tools=tools, stream=True,  # type: ignore[arg-type]
+        model="bench",
+        messages=[{"role": "user", "content": "weather in Paris?"}],
+        tools=tools,
+        stream=True,  # type: ignore[arg-type]
     )
     args = ""
     finish = None
@@ -134,7 +144,9 @@ def test_streamed_tool_call_arguments_reassemble(client: openai.OpenAI) -> None:
 
 def test_n_choices_and_response_format(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(
-        model="bench", messages=[{"role": "user", "content": "x"}], n=2,
+        model="bench",
+        messages=[{"role": "user", "content": "x"}],
+        n=2,
         response_format={"type": "json_object"},
     )
     assert [c.index for c in resp.choices] == [0, 1]
@@ -144,8 +156,11 @@ def test_n_choices_and_response_format(client: openai.OpenAI) -> None:
 def test_completions_and_embeddings_and_models(client: openai.OpenAI) -> None:
     comp = client.completions.create(model="bench", prompt="Once upon", max_tokens=5)
     assert comp.choices[0].text == " continued by fake openai"
-    streamed = "".join(c.choices[0].text for c in client.completions.create(
-        model="bench", prompt="Once", stream=True) if c.choices)
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(model="bench", prompt="Once", stream=True)
+        if c.choices
+    )
     assert streamed == "continuedbyfakeopenai"
     emb = client.embeddings.create(model="bench", input=["a", "bb"])
     assert len(emb.data) == 2 and len(emb.data[0].embedding) == 4
@@ -157,10 +172,20 @@ def test_completions_and_embeddings_and_models(client: openai.OpenAI) -> None:
 def test_upstream_429_reaches_client_with_retry_after(
     client: openai.OpenAI, openai_upstream: tuple[LoopbackServer, Recorder]
 ) -> None:
-    openai_upstream[1].script.append(error_response(
-        429, {"error": {"message": "Rate limit reached", "type": "requests",
-                        "param": None, "code": "rate_limit_exceeded"}},
-        headers={"retry-after": "7"}))
+    openai_upstream[1].script.append(
+        error_response(
+            429,
+            {
+                "error": {
+                    "message": "Rate limit reached",
+                    "type": "requests",
+                    "param": None,
+                    "code": "rate_limit_exceeded",
+                }
+            },
+            headers={"retry-after": "7"},
+        )
+    )
     with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="bench", messages=[{"role": "user", "content": "x"}])
     assert info.value.response.headers["retry-after"] == "7"
@@ -170,9 +195,19 @@ def test_upstream_429_reaches_client_with_retry_after(
 def test_upstream_key_error_is_scrubbed(
     client: openai.OpenAI, openai_upstream: tuple[LoopbackServer, Recorder]
 ) -> None:
-    openai_upstream[1].script.append(error_response(401, {"error": {
-        "message": "Incorrect API key provided: sk-live-abcdef123456.", "type": "invalid_request_error",
-        "param": None, "code": "invalid_api_key"}}))
+    openai_upstream[1].script.append(
+        error_response(
+            401,
+            {
+                "error": {
+                    "message": "Incorrect API key provided: sk-live-abcdef123456.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            },
+        )
+    )
     with pytest.raises(openai.AuthenticationError) as info:
         client.chat.completions.create(model="bench", messages=[{"role": "user", "content": "x"}])
     assert "sk-live" not in info.value.message and "[redacted]" in info.value.message
@@ -181,7 +216,8 @@ def test_upstream_key_error_is_scrubbed(
 def test_bad_requests_get_400_naming_the_field(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
-            model="bench", messages=[{"role": "wizard", "content": "x"}]  # type: ignore[misc,list-item]
+            model="bench",
+            messages=[{"role": "wizard", "content": "x"}],  # type: ignore[misc,list-item]
         )
     assert info.value.body["param"] == "messages[0].role"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError) as info:
@@ -205,6 +241,7 @@ def test_requests_are_logged_to_sqlite(client: openai.OpenAI, gateway: Gateway) 
         with sqlite3.connect(gateway.data_dir / "modelyard.db") as db:
             rows = db.execute(
                 "SELECT endpoint, deployment, status, input_tokens, cached_input_tokens"
-                " FROM requests WHERE id = ?", (rid,)
+                " FROM requests WHERE id = ?",
+                (rid,),
             ).fetchall()
     assert rows == [("chat", "bench", 200, 11, 2)]

@@ -1,7 +1,7 @@
 """A protocol-faithful fake of Anthropic's ``POST /v1/messages``, served on loopback.
 
-It checks what the real API checks that an adapter can get wrong (the
-``x-api-key`` and ``anthropic-version`` headers, a required ``max_tokens``,
+It checks what the real API checks that an adapter can get wrong (a key in
+``x-api-key`` or as a bearer token, the ``anthropic-version`` header, a required ``max_tokens``,
 roles, content block shapes, tool results that answer the previous turn's
 tool uses, unknown top-level fields) and answers in Anthropic's exact shapes:
 a Message, or the event sequence ``message_start``, ``content_block_start``,
@@ -33,7 +33,7 @@ from aiohttp import web
 
 from tests.fakes.harness import Recorder, send_sse, sse
 
-VERSIONS = frozenset({"2023-06-01", "2023-01-01"})
+VERSIONS = frozenset({"2023-01-01", "2023-06-01", "2026-10-21"})  # 2026-10-21: the SDK's
 TOP_LEVEL = frozenset(
     [
         "model",
@@ -347,7 +347,10 @@ def create_fake_anthropic(recorder: Recorder, *, chunking: int | None = None) ->
         scripted = recorder.next_scripted()
         if scripted is not None:
             return await scripted(request, rec)
-        if not rec.headers.get("x-api-key"):
+        # The API reference documents x-api-key; the official SDK now sends the key as a
+        # bearer token, which the API accepts as well.
+        bearer = rec.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not (rec.headers.get("x-api-key") or bearer):
             return anthropic_error(401, "authentication_error", "invalid x-api-key")
         version = rec.headers.get("anthropic-version")
         if not version:

@@ -30,17 +30,40 @@ from tests.fakes.harness import Handler, Recorded, Recorder
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 _REQUEST_FIELDS = {
-    "contents", "systemInstruction", "generationConfig", "tools", "toolConfig",
-    "safetySettings", "cachedContent",
+    "contents",
+    "systemInstruction",
+    "generationConfig",
+    "tools",
+    "toolConfig",
+    "safetySettings",
+    "cachedContent",
 }
 _CONFIG_FIELDS = {
-    "temperature", "topP", "topK", "maxOutputTokens", "stopSequences", "candidateCount",
-    "seed", "presencePenalty", "frequencyPenalty", "responseMimeType", "responseSchema",
-    "responseJsonSchema", "responseModalities", "thinkingConfig", "responseLogprobs", "logprobs",
+    "temperature",
+    "topP",
+    "topK",
+    "maxOutputTokens",
+    "stopSequences",
+    "candidateCount",
+    "seed",
+    "presencePenalty",
+    "frequencyPenalty",
+    "responseMimeType",
+    "responseSchema",
+    "responseJsonSchema",
+    "responseModalities",
+    "thinkingConfig",
+    "responseLogprobs",
+    "logprobs",
 }
 _DATA_FIELDS = {
-    "text", "inlineData", "fileData", "functionCall", "functionResponse",
-    "executableCode", "codeExecutionResult",
+    "text",
+    "inlineData",
+    "fileData",
+    "functionCall",
+    "functionResponse",
+    "executableCode",
+    "codeExecutionResult",
 }
 _PART_META = {"thought", "thoughtSignature", "videoMetadata"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,63}$")
@@ -73,7 +96,7 @@ def _known(obj: dict[str, Any], allowed: set[str], where: str) -> None:
     for key in obj:
         if _camel(key) not in allowed:
             raise Invalid(
-                f'Invalid JSON payload received. Unknown name "{key}" at \'{where}\': '
+                f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': "
                 "Cannot find field."
             )
 
@@ -111,7 +134,8 @@ class FakeGemini:
             return await scripted(request, rec)
         if not request.headers.get("x-goog-api-key") and "key" not in request.query:
             return google_error(
-                403, "PERMISSION_DENIED",
+                403,
+                "PERMISSION_DENIED",
                 "Method doesn't allow unregistered callers (callers without established "
                 "identity). Please use API Key or other form of API consumer identity to call "
                 "this API.",
@@ -156,8 +180,9 @@ class FakeGemini:
         declarations, mode, allowed = self._check_tools(body)
 
         count = int(_get(config, "candidateCount") or 1)
-        answers = [self._answer(contents, config, declarations, mode, allowed, i)
-                   for i in range(count)]
+        answers = [
+            self._answer(contents, config, declarations, mode, allowed, i) for i in range(count)
+        ]
         prompt = sum(_words(p.get("text", "")) for c in contents for p in c["parts"])
         prompt += sum(_words(p.get("text", "")) for p in (system or {}).get("parts", []))
         usage = {
@@ -192,16 +217,19 @@ class FakeGemini:
             raise Invalid("Please use a valid role: user, model.")
         parts = content.get("parts")
         if not isinstance(parts, list) or not parts:
-            raise Invalid(f"* GenerateContentRequest.{where}.parts: contents.parts must not "
-                          "be empty.")
+            raise Invalid(
+                f"* GenerateContentRequest.{where}.parts: contents.parts must not be empty."
+            )
         for j, part in enumerate(parts):
             if not isinstance(part, dict):
                 raise Invalid(f"Invalid value at '{where}.parts[{j}]'")
             _known(part, _DATA_FIELDS | _PART_META, f"{where}.parts[{j}]")
             data = [k for k in part if _camel(k) in _DATA_FIELDS]
             if len(data) != 1:
-                raise Invalid(f"* {where}.parts[{j}].data: required oneof field 'data' must "
-                              "have one initialized field")
+                raise Invalid(
+                    f"* {where}.parts[{j}].data: required oneof field 'data' must "
+                    "have one initialized field"
+                )
             self._check_part(_camel(data[0]), part[data[0]], role, f"{where}.parts[{j}]")
 
     def _check_part(self, kind: str, value: Any, role: Any, where: str) -> None:
@@ -217,8 +245,9 @@ class FakeGemini:
             try:
                 base64.b64decode(_get(value, "data"), validate=True)
             except binascii.Error:
-                raise Invalid(f"Invalid value at '{where}.inline_data.data': "
-                              "Base64 decoding failed") from None
+                raise Invalid(
+                    f"Invalid value at '{where}.inline_data.data': Base64 decoding failed"
+                ) from None
         if kind == "fileData" and not _get(value, "fileUri"):
             raise Invalid(f"* {where}.file_data.file_uri: file_uri is required")
         if kind == "functionCall":
@@ -309,8 +338,10 @@ class FakeGemini:
             signature = base64.b64encode(f"sig>{name}?{index}".encode()).decode()
             self.signatures.add(signature)
             call = {"name": name, "args": {"city": "Paris", "unit": "celsius"}}
-            parts = [{"text": "Let me look that up."},
-                     {"functionCall": call, "thoughtSignature": signature}]
+            parts: list[dict[str, Any]] = [
+                {"text": "Let me look that up."},
+                {"functionCall": call, "thoughtSignature": signature},
+            ]
             return parts, "STOP", 10
         if results:
             text = "Tool results: " + "; ".join(
@@ -322,9 +353,7 @@ class FakeGemini:
             schema = _get(config, "responseJsonSchema") or {}
             props = schema.get("properties") or {"answer": {"type": "string"}}
             samples = {"string": text, "integer": 42, "number": 1.5, "boolean": True}
-            text = orjson.dumps(
-                {k: samples.get(v.get("type")) for k, v in props.items()}
-            ).decode()
+            text = orjson.dumps({k: samples.get(v.get("type")) for k, v in props.items()}).decode()
         elif index:
             text += f" ({index + 1})"
         reason = "STOP"
@@ -349,23 +378,34 @@ class FakeGemini:
                 if "text" in part:
                     words = part["text"].split(" ")
                     step = max(len(words) // 3, 1)
-                    split += [{"text": " ".join(words[i : i + step]) + (" " if i + step < len(
-                        words) else "")} for i in range(0, len(words), step)]
+                    split += [
+                        {
+                            "text": " ".join(words[i : i + step])
+                            + (" " if i + step < len(words) else "")
+                        }
+                        for i in range(0, len(words), step)
+                    ]
                 else:
                     split.append(part)
             pieces.append(split)
         events = []
-        early_usage = {"promptTokenCount": usage["promptTokenCount"],
-                       "totalTokenCount": usage["promptTokenCount"]}
+        early_usage = {
+            "promptTokenCount": usage["promptTokenCount"],
+            "totalTokenCount": usage["promptTokenCount"],
+        }
         for step in range(max(len(p) for p in pieces)):
             candidates = [
                 {"content": {"role": "model", "parts": [p[step]]}, "index": i}
-                for i, p in enumerate(pieces) if step < len(p)
+                for i, p in enumerate(pieces)
+                if step < len(p)
             ]
             events.append({"candidates": candidates, "usageMetadata": early_usage, **head})
         final = [
-            {"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": reason,
-             "index": i}
+            {
+                "content": {"role": "model", "parts": [{"text": ""}]},
+                "finishReason": reason,
+                "index": i,
+            }
             for i, (_, reason, _) in enumerate(answers)
         ]
         events.append({"candidates": final, "usageMetadata": usage, **head})
@@ -393,8 +433,9 @@ class FakeGemini:
         if not isinstance(requests, list) or not requests:
             raise Invalid("* BatchEmbedContentsRequest.requests: requests is not specified")
         if len(requests) > 100:
-            raise Invalid("* BatchEmbedContentsRequest.requests: at most 100 requests can be in "
-                          "one batch")
+            raise Invalid(
+                "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch"
+            )
         embeddings = [self._embed_one(r, model, f"requests[{i}]") for i, r in enumerate(requests)]
         return web.json_response({"embeddings": embeddings})
 

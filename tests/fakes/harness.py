@@ -115,7 +115,9 @@ async def send_sse(
     request: web.Request, events: list[bytes], *, chunking: int | None = None
 ) -> web.StreamResponse:
     """Stream the given SSE events; ``chunking`` splits the bytes into pieces of that size."""
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await resp.prepare(request)
     payload = b"".join(events)
     if chunking:
@@ -128,8 +130,12 @@ async def send_sse(
     return resp
 
 
-def error_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Handler:
+def error_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Handler:
     async def handler(request: web.Request, rec: Recorded) -> web.StreamResponse:
-        return web.Response(status=status, body=orjson.dumps(body),
-                            content_type="application/json", headers=headers)
+        return web.Response(
+            status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+        )
+
     return handler

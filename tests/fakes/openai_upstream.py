@@ -20,8 +20,9 @@ from tests.fakes.harness import Recorded, Recorder, send_sse, sse
 EXPECTED_KEY = "sk-test-upstream-key"
 
 
-def _error(status: int, message: str, type_: str, param: str | None = None,
-           code: str | None = None) -> web.Response:
+def _error(
+    status: int, message: str, type_: str, param: str | None = None, code: str | None = None
+) -> web.Response:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
@@ -49,15 +50,23 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
 def _check_auth(request: web.Request, azure: bool) -> web.Response | None:
     if azure:
         if request.headers.get("api-key") != EXPECTED_KEY:
-            return _error(401, "Access denied due to invalid subscription key.", "invalid_request_error",
-                          code="401")
+            return _error(
+                401,
+                "Access denied due to invalid subscription key.",
+                "invalid_request_error",
+                code="401",
+            )
         if "api-version" not in request.query:
             return _error(404, "Resource not found", "invalid_request_error", code="404")
         return None
     auth = request.headers.get("Authorization", "")
     if auth != f"Bearer {EXPECTED_KEY}":
-        return _error(401, "Incorrect API key provided: sk-abc***xyz.", "invalid_request_error",
-                      code="invalid_api_key")
+        return _error(
+            401,
+            "Incorrect API key provided: sk-abc***xyz.",
+            "invalid_request_error",
+            code="invalid_api_key",
+        )
     return None
 
 
@@ -80,13 +89,17 @@ def _wants_tool(body: dict[str, Any]) -> str | None:
     return None
 
 
-async def _chat(request: web.Request, rec: Recorded, recorder: Recorder, azure: bool) -> web.StreamResponse:
+async def _chat(
+    request: web.Request, rec: Recorded, recorder: Recorder, azure: bool
+) -> web.StreamResponse:
     denied = _check_auth(request, azure)
     if denied:
         return denied
     body = rec.json
     if not isinstance(body, dict):
-        return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        return _error(
+            400, "We could not parse the JSON body of your request.", "invalid_request_error"
+        )
     model = request.match_info.get("deployment") or body.get("model")
     if not model:
         return _error(400, "you must provide a model parameter", "invalid_request_error", "model")
@@ -100,47 +113,157 @@ async def _chat(request: web.Request, rec: Recorded, recorder: Recorder, azure: 
         return await _chat_stream(request, body, str(model), n, tool, text, created)
     choices = []
     for i in range(n):
-        message: dict[str, Any] = {"role": "assistant", "content": None if tool else text,
-                                   "refusal": None, "annotations": []}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if tool else text,
+            "refusal": None,
+            "annotations": [],
+        }
         if tool:
-            message["tool_calls"] = [{"id": f"call_{i}abc", "type": "function", "function": {
-                "name": tool, "arguments": '{"city": "Paris", "unit": "°C"}'}}]
-        choices.append({"index": i, "message": message, "logprobs": None,
-                        "finish_reason": "tool_calls" if tool else "stop"})
-    return web.json_response({
-        "id": "chatcmpl-fake123", "object": "chat.completion", "created": created,
-        "model": model, "choices": choices, "usage": _usage(11, 7 * n),
-        "service_tier": "default", "system_fingerprint": "fp_fake",
-    })
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{i}abc",
+                    "type": "function",
+                    "function": {"name": tool, "arguments": '{"city": "Paris", "unit": "°C"}'},
+                }
+            ]
+        choices.append(
+            {
+                "index": i,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": "tool_calls" if tool else "stop",
+            }
+        )
+    return web.json_response(
+        {
+            "id": "chatcmpl-fake123",
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            "usage": _usage(11, 7 * n),
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+        }
+    )
 
 
-async def _chat_stream(request: web.Request, body: dict[str, Any], model: str, n: int,
-                       tool: str | None, text: str, created: int) -> web.StreamResponse:
+async def _chat_stream(
+    request: web.Request,
+    body: dict[str, Any],
+    model: str,
+    n: int,
+    tool: str | None,
+    text: str,
+    created: int,
+) -> web.StreamResponse:
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    base = {"id": "chatcmpl-fake123", "object": "chat.completion.chunk", "created": created,
-            "model": model, "system_fingerprint": "fp_fake"}
+    base = {
+        "id": "chatcmpl-fake123",
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    }
     if include_usage:
         base["usage"] = None
     events: list[bytes] = []
     for i in range(n):
-        events.append(sse({**base, "choices": [{"index": i, "delta": {"role": "assistant",
-                           "content": "", "refusal": None}, "logprobs": None, "finish_reason": None}]}))
+        events.append(
+            sse(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": i,
+                            "delta": {"role": "assistant", "content": "", "refusal": None},
+                            "logprobs": None,
+                            "finish_reason": None,
+                        }
+                    ],
+                }
+            )
+        )
         if tool:
             args = '{"city": "Paris", "unit": "°C"}'
-            events.append(sse({**base, "choices": [{"index": i, "delta": {"tool_calls": [{
-                "index": 0, "id": f"call_{i}abc", "type": "function",
-                "function": {"name": tool, "arguments": ""}}]}, "logprobs": None, "finish_reason": None}]}))
+            events.append(
+                sse(
+                    {
+                        **base,
+                        "choices": [
+                            {
+                                "index": i,
+                                "delta": {
+                                    "tool_calls": [
+                                        {
+                                            "index": 0,
+                                            "id": f"call_{i}abc",
+                                            "type": "function",
+                                            "function": {"name": tool, "arguments": ""},
+                                        }
+                                    ]
+                                },
+                                "logprobs": None,
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                )
+            )
             for j in range(0, len(args), 4):
-                events.append(sse({**base, "choices": [{"index": i, "delta": {"tool_calls": [{
-                    "index": 0, "function": {"arguments": args[j:j + 4]}}]},
-                    "logprobs": None, "finish_reason": None}]}))
+                events.append(
+                    sse(
+                        {
+                            **base,
+                            "choices": [
+                                {
+                                    "index": i,
+                                    "delta": {
+                                        "tool_calls": [
+                                            {"index": 0, "function": {"arguments": args[j : j + 4]}}
+                                        ]
+                                    },
+                                    "logprobs": None,
+                                    "finish_reason": None,
+                                }
+                            ],
+                        }
+                    )
+                )
         else:
             for j, word in enumerate(text.split(" ")):
                 piece = word if j == 0 else " " + word
-                events.append(sse({**base, "choices": [{"index": i, "delta": {"content": piece},
-                                   "logprobs": None, "finish_reason": None}]}))
-        events.append(sse({**base, "choices": [{"index": i, "delta": {}, "logprobs": None,
-                           "finish_reason": "tool_calls" if tool else "stop"}]}))
+                events.append(
+                    sse(
+                        {
+                            **base,
+                            "choices": [
+                                {
+                                    "index": i,
+                                    "delta": {"content": piece},
+                                    "logprobs": None,
+                                    "finish_reason": None,
+                                }
+                            ],
+                        }
+                    )
+                )
+        events.append(
+            sse(
+                {
+                    **base,
+                    "choices": [
+                        {
+                            "index": i,
+                            "delta": {},
+                            "logprobs": None,
+                            "finish_reason": "tool_calls" if tool else "stop",
+                        }
+                    ],
+                }
+            )
+        )
     if include_usage:
         events.append(sse({**base, "choices": [], "usage": _usage(11, 7 * n)}))
     events.append(b"data: [DONE]\n\n")
@@ -148,7 +271,9 @@ async def _chat_stream(request: web.Request, body: dict[str, Any], model: str, n
     return await send_sse(request, events, chunking=chunking)
 
 
-async def _completions(request: web.Request, rec: Recorded, recorder: Recorder) -> web.StreamResponse:
+async def _completions(
+    request: web.Request, rec: Recorded, recorder: Recorder
+) -> web.StreamResponse:
     denied = _check_auth(request, False)
     if denied:
         return denied
@@ -159,24 +284,51 @@ async def _completions(request: web.Request, rec: Recorded, recorder: Recorder) 
     text = " continued by fake openai"
     created = int(time.time())
     if body.get("stream"):
-        base = {"id": "cmpl-fake", "object": "text_completion", "created": created,
-                "model": body["model"]}
-        events = [sse({**base, "choices": [{"index": 0, "text": w, "logprobs": None,
-                                            "finish_reason": None}]}) for w in text.split(" ") if w]
-        events.append(sse({**base, "choices": [{"index": 0, "text": "", "logprobs": None,
-                                                "finish_reason": "length"}]}))
+        base = {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": created,
+            "model": body["model"],
+        }
+        events = [
+            sse(
+                {
+                    **base,
+                    "choices": [{"index": 0, "text": w, "logprobs": None, "finish_reason": None}],
+                }
+            )
+            for w in text.split(" ")
+            if w
+        ]
+        events.append(
+            sse(
+                {
+                    **base,
+                    "choices": [
+                        {"index": 0, "text": "", "logprobs": None, "finish_reason": "length"}
+                    ],
+                }
+            )
+        )
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(sse({**base, "choices": [], "usage": _usage(3, 4)}))
         events.append(b"data: [DONE]\n\n")
         return await send_sse(request, events)
-    return web.json_response({
-        "id": "cmpl-fake", "object": "text_completion", "created": created, "model": body["model"],
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}],
-        "usage": _usage(3, 4),
-    })
+    return web.json_response(
+        {
+            "id": "cmpl-fake",
+            "object": "text_completion",
+            "created": created,
+            "model": body["model"],
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": "length"}],
+            "usage": _usage(3, 4),
+        }
+    )
 
 
-async def _embeddings(request: web.Request, rec: Recorded, recorder: Recorder) -> web.StreamResponse:
+async def _embeddings(
+    request: web.Request, rec: Recorded, recorder: Recorder
+) -> web.StreamResponse:
     denied = _check_auth(request, False)
     if denied:
         return denied
@@ -184,10 +336,22 @@ async def _embeddings(request: web.Request, rec: Recorded, recorder: Recorder) -
     inputs = body.get("input")
     items = [inputs] if isinstance(inputs, str) else list(inputs or [])
     dims = int(body.get("dimensions") or 4)
-    data = [{"object": "embedding", "index": i, "embedding": [float(len(t) % 7 + k) / 10
-            for k in range(dims)]} for i, t in enumerate(items)]
-    return web.json_response({"object": "list", "data": data, "model": body["model"],
-                              "usage": {"prompt_tokens": 5, "total_tokens": 5}})
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": [float(len(t) % 7 + k) / 10 for k in range(dims)],
+        }
+        for i, t in enumerate(items)
+    ]
+    return web.json_response(
+        {
+            "object": "list",
+            "data": data,
+            "model": body["model"],
+            "usage": {"prompt_tokens": 5, "total_tokens": 5},
+        }
+    )
 
 
 def create_fake_openai(recorder: Recorder) -> web.Application:
@@ -198,7 +362,9 @@ def create_fake_openai(recorder: Recorder) -> web.Application:
             return await scripted(request, rec)
         path = request.path
         if path.endswith("/chat/completions"):
-            return await _chat(request, rec, recorder, azure=path.startswith("/openai/deployments/"))
+            return await _chat(
+                request, rec, recorder, azure=path.startswith("/openai/deployments/")
+            )
         if path.endswith("/completions"):
             return await _completions(request, rec, recorder)
         if path.endswith("/embeddings"):

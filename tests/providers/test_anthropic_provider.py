@@ -50,8 +50,13 @@ class Fake:
         return self.server.url
 
     def deployment(self, **fields: Any) -> Deployment:
-        fields = {"name": "claude", "provider": "anthropic", "model": "claude-sonnet-4-5",
-                  "base_url": self.url, **fields}  # fmt: skip
+        fields = {
+            "name": "claude",
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+            "base_url": self.url,
+            **fields,
+        }
         return Deployment.model_validate(fields)
 
 
@@ -277,12 +282,15 @@ async def test_tool_call_round_trip(fake: Fake) -> None:
             "role": "assistant",
             "content": choice.content,
             "tool_calls": [
-                {"id": call.id, "type": "function",
-                 "function": {"name": call.name, "arguments": call.arguments}}
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
             ],
         },
         {"role": "tool", "tool_call_id": call.id, "content": "18C and sunny"},
-    ]  # fmt: skip
+    ]
     second = await run_chat(fake.deployment(), chat(messages=history, tools=[WEATHER_TOOL]))
     # the fake, like Anthropic, refuses a tool_result that answers no tool_use of the last turn
     assert fake.recorder.last.json["messages"][2] == {
@@ -322,7 +330,11 @@ async def test_streamed_tool_call_arguments_reassemble(chunked_fake: Fake) -> No
 
 
 async def test_json_schema_answer_is_text(fake: Fake) -> None:
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string"}},
+        "required": ["answer"],
+    }
     fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema}}
     resp = await run_chat(fake.deployment(), chat("2+2?", response_format=fmt))
     assert fake.recorder.last.json["tool_choice"] == {"type": "tool", "name": "json_response"}
@@ -385,14 +397,26 @@ async def test_fake_refuses_what_anthropic_refuses(fake: Fake) -> None:
     headers = {"content-type": "application/json", "anthropic-version": "2023-06-01"}
     cases: list[tuple[dict[str, Any], dict[str, str], type[Exception], str]] = [
         (good, headers, AuthenticationError, "x-api-key"),
-        (good, {**headers, "x-api-key": KEY, "anthropic-version": ""}, InvalidRequestError,
-         "anthropic-version"),
-        ({**good, "max_tokens": None}, {**headers, "x-api-key": KEY}, InvalidRequestError,
-         "max_tokens"),
-        ({**good, "messages": [{"role": "system", "content": "x"}]}, {**headers, "x-api-key": KEY},
-         InvalidRequestError, "role"),
+        (
+            good,
+            {**headers, "x-api-key": KEY, "anthropic-version": ""},
+            InvalidRequestError,
+            "anthropic-version",
+        ),
+        (
+            {**good, "max_tokens": None},
+            {**headers, "x-api-key": KEY},
+            InvalidRequestError,
+            "max_tokens",
+        ),
+        (
+            {**good, "messages": [{"role": "system", "content": "x"}]},
+            {**headers, "x-api-key": KEY},
+            InvalidRequestError,
+            "role",
+        ),
         ({**good, "n": 2}, {**headers, "x-api-key": KEY}, InvalidRequestError, "n: Extra"),
-    ]  # fmt: skip
+    ]
     transport = Transport.create()
     try:
         for body, sent_headers, error, words in cases:
@@ -411,15 +435,23 @@ async def test_official_sdk_reads_the_fake(fake: Fake) -> None:
             model="claude-test-model",
             max_tokens=100,
             messages=[{"role": "user", "content": "weather in Oslo?"}],
-            tools=[{"name": "get_weather", "input_schema": {"type": "object",
-                    "properties": {"city": {"type": "string"}}}}],
-        )  # fmt: skip
+            tools=[
+                {
+                    "name": "get_weather",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                }
+            ],
+        )
         async with client.messages.stream(
             model="claude-test-model",
             max_tokens=100,
             messages=[{"role": "user", "content": "weather in Oslo?"}],
-            tools=[{"name": "get_weather", "input_schema": {"type": "object",
-                    "properties": {"city": {"type": "string"}}}}],
+            tools=[
+                {
+                    "name": "get_weather",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                }
+            ],
         ) as stream:
             streamed = await stream.get_final_message()
     assert message.stop_reason == "tool_use"
@@ -428,4 +460,4 @@ async def test_official_sdk_reads_the_fake(fake: Fake) -> None:
     assert streamed.content[1].input == {"city": "Paris"}  # type: ignore[union-attr]
     assert streamed.content[0].text == "Let me look that up."  # type: ignore[union-attr]
     assert streamed.usage.output_tokens == message.usage.output_tokens
-    assert fake.recorder.last.headers["anthropic-version"] == "2023-06-01"
+    assert [r.json.get("stream") for r in fake.recorder.requests] == [None, True]

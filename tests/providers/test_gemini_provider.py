@@ -30,8 +30,12 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "Current weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"], "additionalProperties": False},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
     },
 }
 
@@ -93,10 +97,14 @@ def assert_keyed(rec: Recorded) -> None:
 async def test_chat_sends_google_shape_and_maps_the_answer(
     provider: GeminiProvider, recorder: Recorder
 ) -> None:
-    resp = await provider.chat(chat(
-        [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi there"}],
-        temperature=0.2, max_tokens=50, stop=["\n\n"],
-    ))
+    resp = await provider.chat(
+        chat(
+            [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Hi there"}],
+            temperature=0.2,
+            max_tokens=50,
+            stop=["\n\n"],
+        )
+    )
     assert resp.choices[0].content == "Hello from fake gemini: Hi there"
     assert resp.choices[0].finish_reason == "stop"
     assert resp.model == MODEL and resp.id.startswith("fake-resp-")
@@ -109,8 +117,7 @@ async def test_chat_sends_google_shape_and_maps_the_answer(
     assert rec.json == {
         "contents": [{"role": "user", "parts": [{"text": "Hi there"}]}],
         "systemInstruction": {"parts": [{"text": "Be kind."}]},
-        "generationConfig": {"temperature": 0.2, "maxOutputTokens": 50,
-                             "stopSequences": ["\n\n"]},
+        "generationConfig": {"temperature": 0.2, "maxOutputTokens": 50, "stopSequences": ["\n\n"]},
     }
 
 
@@ -120,12 +127,12 @@ async def test_max_output_tokens_maps_to_length(provider: GeminiProvider) -> Non
     assert resp.choices[0].finish_reason == "length"
 
 
-async def test_n_two_asks_for_two_candidates(
-    provider: GeminiProvider, recorder: Recorder
-) -> None:
+async def test_n_two_asks_for_two_candidates(provider: GeminiProvider, recorder: Recorder) -> None:
     resp = await provider.chat(chat("Hey", n=2))
     assert [(c.index, c.content) for c in resp.choices] == [
-        (0, "Hello from fake gemini: Hey"), (1, "Hello from fake gemini: Hey (2)")]
+        (0, "Hello from fake gemini: Hey"),
+        (1, "Hello from fake gemini: Hey (2)"),
+    ]
     assert recorder.last.json["generationConfig"] == {"candidateCount": 2}
     chunks = await collect(provider, chat("Hey", n=2))
     assert content(chunks, 0) == "Hello from fake gemini: Hey"
@@ -134,23 +141,46 @@ async def test_n_two_asks_for_two_candidates(
 
 
 async def test_json_schema_answer_is_json(provider: GeminiProvider, recorder: Recorder) -> None:
-    schema = {"type": "object", "properties": {"city": {"type": "string"},
-                                               "temp": {"type": "integer"}}}
-    resp = await provider.chat(chat("Paris?", response_format={
-        "type": "json_schema", "json_schema": {"name": "w", "schema": schema}}))
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "temp": {"type": "integer"}},
+    }
+    resp = await provider.chat(
+        chat(
+            "Paris?",
+            response_format={"type": "json_schema", "json_schema": {"name": "w", "schema": schema}},
+        )
+    )
     assert orjson.loads(resp.choices[0].content or "") == {
-        "city": "Hello from fake gemini: Paris?", "temp": 42}
+        "city": "Hello from fake gemini: Paris?",
+        "temp": 42,
+    }
     assert recorder.last.json["generationConfig"] == {
-        "responseMimeType": "application/json", "responseJsonSchema": schema}
+        "responseMimeType": "application/json",
+        "responseJsonSchema": schema,
+    }
 
 
 async def test_image_parts_reach_gemini(provider: GeminiProvider, recorder: Recorder) -> None:
-    await provider.chat(chat([{"role": "user", "content": [
-        {"type": "text", "text": "Describe"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
-    ]}]))
+    await provider.chat(
+        chat(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "Describe"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="},
+                        },
+                    ],
+                }
+            ]
+        )
+    )
     assert recorder.last.json["contents"][0]["parts"][1] == {
-        "inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+        "inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}
+    }
 
 
 # ----------------------------------------------------------------- tools
@@ -167,45 +197,87 @@ async def test_tool_call_round_trip_returns_the_signature_and_the_name(
     assert call.name == "get_weather"
     assert orjson.loads(call.arguments) == {"city": "Paris", "unit": "celsius"}
     sent = recorder.last.json
-    assert sent["tools"] == [{"functionDeclarations": [{
-        "name": "get_weather", "description": "Current weather",
-        "parametersJsonSchema": WEATHER_TOOL["function"]["parameters"]}]}]  # type: ignore[index]
+    assert sent["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "get_weather",
+                    "description": "Current weather",
+                    "parametersJsonSchema": WEATHER_TOOL["function"]["parameters"],
+                }
+            ]
+        }
+    ]  # type: ignore[index]
 
-    second = await provider.chat(chat([
-        {"role": "user", "content": "What is the weather in Paris?"},
-        {"role": "assistant", "content": choice.content, "tool_calls": [
-            {"id": call.id, "type": "function",
-             "function": {"name": call.name, "arguments": call.arguments}}]},
-        {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 21}'},
-    ], tools=[WEATHER_TOOL]))
+    second = await provider.chat(
+        chat(
+            [
+                {"role": "user", "content": "What is the weather in Paris?"},
+                {
+                    "role": "assistant",
+                    "content": choice.content,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": call.arguments},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 21}'},
+            ],
+            tools=[WEATHER_TOOL],
+        )
+    )
     assert second.choices[0].content == 'Tool results: get_weather={"temp_c":21}'
     contents = recorder.last.json["contents"]
     # the fake answers 400 "Corrupted thought signature" unless it issued this one
     assert contents[1]["parts"][1]["thoughtSignature"] != "skip_thought_signature_validator"
-    assert contents[2] == {"role": "user", "parts": [
-        {"functionResponse": {"name": "get_weather", "response": {"temp_c": 21}}}]}
+    assert contents[2] == {
+        "role": "user",
+        "parts": [{"functionResponse": {"name": "get_weather", "response": {"temp_c": 21}}}],
+    }
 
 
 async def test_a_history_written_elsewhere_passes_the_signature_check(
     provider: GeminiProvider,
 ) -> None:
-    resp = await provider.chat(chat([
-        {"role": "user", "content": "weather?"},
-        {"role": "assistant", "tool_calls": [{"id": "toolu_01", "type": "function",
-         "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}]},
-        {"role": "tool", "tool_call_id": "toolu_01", "content": "sunny"},
-    ], tools=[WEATHER_TOOL]))
+    resp = await provider.chat(
+        chat(
+            [
+                {"role": "user", "content": "weather?"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {
+                            "id": "toolu_01",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "toolu_01", "content": "sunny"},
+            ],
+            tools=[WEATHER_TOOL],
+        )
+    )
     assert resp.choices[0].content == 'Tool results: get_weather={"output":"sunny"}'
 
 
 async def test_named_tool_choice_forces_that_function(
     provider: GeminiProvider, recorder: Recorder
 ) -> None:
-    resp = await provider.chat(chat("hello", tools=[WEATHER_TOOL], tool_choice={
-        "type": "function", "function": {"name": "get_weather"}}))
+    resp = await provider.chat(
+        chat(
+            "hello",
+            tools=[WEATHER_TOOL],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        )
+    )
     assert resp.choices[0].tool_calls[0].name == "get_weather"
-    assert recorder.last.json["toolConfig"] == {"functionCallingConfig": {
-        "mode": "ANY", "allowedFunctionNames": ["get_weather"]}}
+    assert recorder.last.json["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_weather"]}
+    }
 
 
 async def test_streamed_tool_call(provider: GeminiProvider, recorder: Recorder) -> None:
@@ -237,7 +309,9 @@ async def test_stream_maps_events_and_ends_with_usage(
     assert last.choices == [] and last.usage is not None
     whole = await provider.chat(chat("Tell me something nice today"))
     assert (last.usage.input_tokens, last.usage.output_tokens) == (
-        whole.usage.input_tokens, whole.usage.output_tokens)
+        whole.usage.input_tokens,
+        whole.usage.output_tokens,
+    )
     stream_rec = recorder.requests[-2]
     assert stream_rec.path == f"/v1beta/models/{MODEL}:streamGenerateContent"
     assert stream_rec.query == {"alt": "sse"}
@@ -250,13 +324,34 @@ async def test_stream_survives_five_byte_chunks_and_multibyte_text(
 ) -> None:
     text = "Zürich ☀️ 東京 🚀"
     events = [
-        sse({"candidates": [{"content": {"role": "model", "parts": [{"text": text[:4]}]},
-                             "index": 0}], "responseId": "r1", "modelVersion": "gm-1"}),
-        sse({"candidates": [{"content": {"role": "model", "parts": [{"text": text[4:]}]},
-                             "finishReason": "STOP", "index": 0}],
-             "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 7,
-                               "cachedContentTokenCount": 2, "totalTokenCount": 10},
-             "responseId": "r1", "modelVersion": "gm-1"}),
+        sse(
+            {
+                "candidates": [
+                    {"content": {"role": "model", "parts": [{"text": text[:4]}]}, "index": 0}
+                ],
+                "responseId": "r1",
+                "modelVersion": "gm-1",
+            }
+        ),
+        sse(
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": text[4:]}]},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": 3,
+                    "candidatesTokenCount": 7,
+                    "cachedContentTokenCount": 2,
+                    "totalTokenCount": 10,
+                },
+                "responseId": "r1",
+                "modelVersion": "gm-1",
+            }
+        ),
     ]
 
     async def chunked(request: web.Request, rec: Recorded) -> web.StreamResponse:
@@ -276,8 +371,9 @@ async def test_an_error_event_mid_stream_raises_after_the_text(
 ) -> None:
     events = [
         sse({"candidates": [{"content": {"parts": [{"text": "partial"}]}, "index": 0}]}),
-        sse({"error": {"code": 503, "message": "The model is overloaded.",
-                       "status": "UNAVAILABLE"}}),
+        sse(
+            {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
+        ),
     ]
 
     async def broken(request: web.Request, rec: Recorded) -> web.StreamResponse:
@@ -311,10 +407,12 @@ async def test_embeddings(provider: GeminiProvider, recorder: Recorder) -> None:
     rec = recorder.last
     assert rec.path == f"/v1beta/models/{MODEL}:batchEmbedContents"
     assert_keyed(rec)
-    assert rec.json == {"requests": [
-        {"model": f"models/{MODEL}", "content": {"parts": [{"text": "alpha"}]}},
-        {"model": f"models/{MODEL}", "content": {"parts": [{"text": "beta"}]}},
-    ]}
+    assert rec.json == {
+        "requests": [
+            {"model": f"models/{MODEL}", "content": {"parts": [{"text": "alpha"}]}},
+            {"model": f"models/{MODEL}", "content": {"parts": [{"text": "beta"}]}},
+        ]
+    }
     sized = await provider.embed(EmbeddingRequest(model="gem", input="x", dimensions=3))
     assert sized.vectors == [vector("x", 3)]
     assert recorder.last.json["requests"][0]["outputDimensionality"] == 3
@@ -342,7 +440,10 @@ async def test_more_than_a_hundred_inputs_go_in_batches(
     ],
 )
 async def test_google_errors_are_classified(
-    provider: GeminiProvider, recorder: Recorder, status: int, google_status: str,
+    provider: GeminiProvider,
+    recorder: Recorder,
+    status: int,
+    google_status: str,
     error: type[Exception],
 ) -> None:
     for _ in range(2):
@@ -355,9 +456,13 @@ async def test_google_errors_are_classified(
 
 
 async def test_rate_limit_keeps_retry_after(provider: GeminiProvider, recorder: Recorder) -> None:
-    recorder.script.append(error_response(
-        429, {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}},
-        headers={"Retry-After": "7"}))
+    recorder.script.append(
+        error_response(
+            429,
+            {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}},
+            headers={"Retry-After": "7"},
+        )
+    )
     with pytest.raises(RateLimitedError) as info:
         await provider.chat(chat("hi"))
     assert info.value.retry_after == 7
@@ -372,16 +477,31 @@ async def test_the_fake_refuses_what_google_refuses(
     provider.headers["x-goog-api-key"] = KEY
     # a function call turn answered by the wrong number of results
     with pytest.raises(InvalidRequestError, match="number of function response parts"):
-        await provider.chat(chat([
-            {"role": "user", "content": "weather?"},
-            {"role": "assistant", "tool_calls": [
-                {"id": "a", "type": "function", "function": {"name": "get_weather",
-                                                              "arguments": "{}"}},
-                {"id": "b", "type": "function", "function": {"name": "get_weather",
-                                                              "arguments": "{}"}}]},
-            {"role": "tool", "tool_call_id": "a", "content": "1"},
-            {"role": "assistant", "content": "ok"},
-        ], tools=[WEATHER_TOOL]))
+        await provider.chat(
+            chat(
+                [
+                    {"role": "user", "content": "weather?"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": "a",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": "{}"},
+                            },
+                            {
+                                "id": "b",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": "{}"},
+                            },
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "a", "content": "1"},
+                    {"role": "assistant", "content": "ok"},
+                ],
+                tools=[WEATHER_TOOL],
+            )
+        )
 
 
 async def test_missing_key_names_the_variable(
@@ -394,18 +514,24 @@ async def test_missing_key_names_the_variable(
 
 
 async def test_base_url_with_version_and_custom_key_variable(
-    server: LoopbackServer, transport: Transport, recorder: Recorder,
+    server: LoopbackServer,
+    transport: Transport,
+    recorder: Recorder,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MY_GEMINI", "AIzaOtherKey000000000")
     monkeypatch.setenv("GEMINI_API_KEY", KEY)
-    dep = Deployment(name="gem", provider="gemini", model=f"models/{MODEL}",
-                     base_url=server.url + "/v1beta/", api_key_env="MY_GEMINI")
+    dep = Deployment(
+        name="gem",
+        provider="gemini",
+        model=f"models/{MODEL}",
+        base_url=server.url + "/v1beta/",
+        api_key_env="MY_GEMINI",
+    )
     resp = await GeminiProvider(dep, transport).chat(chat("yo"))
     assert resp.choices[0].content == "Hello from fake gemini: yo"
     assert recorder.last.path == f"/v1beta/models/{MODEL}:generateContent"
     assert recorder.last.headers["x-goog-api-key"] == "AIzaOtherKey000000000"
-    assert GeminiProvider(
-        Deployment(name="d", provider="gemini", model=MODEL), transport
-    ).url("generateContent") == (
-        f"https://generativelanguage.googleapis.com/v1beta/models/{MODEL}:generateContent")
+    assert GeminiProvider(Deployment(name="d", provider="gemini", model=MODEL), transport).url(
+        "generateContent"
+    ) == (f"https://generativelanguage.googleapis.com/v1beta/models/{MODEL}:generateContent")

@@ -42,24 +42,33 @@ def call(id_: str, name: str, args: str) -> dict[str, Any]:
 
 
 def test_system_and_developer_messages_become_the_system_instruction() -> None:
-    body = g.chat_request_to_gemini(req([
-        {"role": "system", "content": "Be brief."},
-        {"role": "developer", "content": "Answer in French."},
-        {"role": "user", "content": "Hi"},
-    ]))
-    assert body["systemInstruction"] == {"parts": [{"text": "Be brief."},
-                                                   {"text": "Answer in French."}]}
+    body = g.chat_request_to_gemini(
+        req(
+            [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": "Answer in French."},
+                {"role": "user", "content": "Hi"},
+            ]
+        )
+    )
+    assert body["systemInstruction"] == {
+        "parts": [{"text": "Be brief."}, {"text": "Answer in French."}]
+    }
     assert body["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]}]
     assert "generationConfig" not in body and "tools" not in body
 
 
 def test_consecutive_turns_of_one_role_are_merged_and_assistant_is_model() -> None:
-    body = g.chat_request_to_gemini(req([
-        {"role": "user", "content": "one"},
-        {"role": "user", "content": [{"type": "text", "text": "two"}]},
-        {"role": "assistant", "content": "three"},
-        {"role": "user", "content": "four"},
-    ]))
+    body = g.chat_request_to_gemini(
+        req(
+            [
+                {"role": "user", "content": "one"},
+                {"role": "user", "content": [{"type": "text", "text": "two"}]},
+                {"role": "assistant", "content": "three"},
+                {"role": "user", "content": "four"},
+            ]
+        )
+    )
     assert body["contents"] == [
         {"role": "user", "parts": [{"text": "one"}, {"text": "two"}]},
         {"role": "model", "parts": [{"text": "three"}]},
@@ -68,77 +77,111 @@ def test_consecutive_turns_of_one_role_are_merged_and_assistant_is_model() -> No
 
 
 def test_tool_calls_and_results_recover_the_function_name() -> None:
-    body = g.chat_request_to_gemini(req(
-        [
-            {"role": "user", "content": "weather and time?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                call("call_a", "get_weather", '{"city": "Paris"}'),
-                call("call_b", "get_time", ""),
-            ]},
-            {"role": "tool", "tool_call_id": "call_b", "content": "12:00"},
-            {"role": "tool", "tool_call_id": "call_a", "content": '{"temp": 21}'},
-            {"role": "user", "content": "thanks"},
-        ],
-        tools=[WEATHER_TOOL, TIME_TOOL],
-    ))
+    body = g.chat_request_to_gemini(
+        req(
+            [
+                {"role": "user", "content": "weather and time?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        call("call_a", "get_weather", '{"city": "Paris"}'),
+                        call("call_b", "get_time", ""),
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_b", "content": "12:00"},
+                {"role": "tool", "tool_call_id": "call_a", "content": '{"temp": 21}'},
+                {"role": "user", "content": "thanks"},
+            ],
+            tools=[WEATHER_TOOL, TIME_TOOL],
+        )
+    )
     model_turn, results = body["contents"][1], body["contents"][2]
-    assert model_turn == {"role": "model", "parts": [
-        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
-         "thoughtSignature": g.SKIP_SIGNATURE},
-        {"functionCall": {"name": "get_time", "args": {}}},
-    ]}
+    assert model_turn == {
+        "role": "model",
+        "parts": [
+            {
+                "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                "thoughtSignature": g.SKIP_SIGNATURE,
+            },
+            {"functionCall": {"name": "get_time", "args": {}}},
+        ],
+    }
     # both results and the next user text are one user turn, in order
-    assert results == {"role": "user", "parts": [
-        {"functionResponse": {"name": "get_time", "response": {"output": "12:00"}}},
-        {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}},
-        {"text": "thanks"},
-    ]}
+    assert results == {
+        "role": "user",
+        "parts": [
+            {"functionResponse": {"name": "get_time", "response": {"output": "12:00"}}},
+            {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}},
+            {"text": "thanks"},
+        ],
+    }
     assert len(body["contents"]) == 3
 
 
 def test_a_tool_result_without_its_call_is_refused_with_the_param() -> None:
     with pytest.raises(InvalidRequestError) as info:
-        g.chat_request_to_gemini(req([
-            {"role": "user", "content": "x"},
-            {"role": "tool", "tool_call_id": "call_missing", "content": "1"},
-        ]))
+        g.chat_request_to_gemini(
+            req(
+                [
+                    {"role": "user", "content": "x"},
+                    {"role": "tool", "tool_call_id": "call_missing", "content": "1"},
+                ]
+            )
+        )
     assert info.value.param == "messages.1.tool_call_id"
 
 
 def test_tool_call_arguments_that_are_not_a_json_object_are_refused() -> None:
     for bad in ("{not json", "[1, 2]"):
         with pytest.raises(InvalidRequestError) as info:
-            g.chat_request_to_gemini(req([
-                {"role": "user", "content": "x"},
-                {"role": "assistant", "tool_calls": [call("c1", "get_weather", bad)]},
-            ]))
+            g.chat_request_to_gemini(
+                req(
+                    [
+                        {"role": "user", "content": "x"},
+                        {"role": "assistant", "tool_calls": [call("c1", "get_weather", bad)]},
+                    ]
+                )
+            )
         assert info.value.param == "messages.1.tool_calls.0.function.arguments"
 
 
 def test_images_become_inline_data_or_file_data() -> None:
     png = base64.b64encode(b"\x89PNG\r\n").decode()
-    body = g.chat_request_to_gemini(req([{"role": "user", "content": [
-        {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/a/cat.JPG?x=1"}},
-        {"type": "image_url", "image_url": {"url": "https://example.com/picture"}},
-        {"type": "image_url", "image_url": {"url": "data:text/plain,hi%20there"}},
-    ]}]))
+    body = g.chat_request_to_gemini(
+        req(
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "https://example.com/a/cat.JPG?x=1"},
+                        },
+                        {"type": "image_url", "image_url": {"url": "https://example.com/picture"}},
+                        {"type": "image_url", "image_url": {"url": "data:text/plain,hi%20there"}},
+                    ],
+                }
+            ]
+        )
+    )
     assert body["contents"][0]["parts"] == [
         {"text": "what is this?"},
         {"inlineData": {"mimeType": "image/png", "data": png}},
         {"fileData": {"fileUri": "https://example.com/a/cat.JPG?x=1", "mimeType": "image/jpeg"}},
         {"fileData": {"fileUri": "https://example.com/picture"}},
-        {"inlineData": {"mimeType": "text/plain",
-                        "data": base64.b64encode(b"hi there").decode()}},
+        {"inlineData": {"mimeType": "text/plain", "data": base64.b64encode(b"hi there").decode()}},
     ]
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/a.png", "data:image/png;base64,@@@"])
 def test_unusable_image_urls_are_refused(url: str) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        g.chat_request_to_gemini(req([{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": url}}]}]))
+        g.chat_request_to_gemini(
+            req([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+        )
     assert info.value.param == "messages.0.content.0.image_url.url"
 
 
@@ -148,13 +191,21 @@ def test_a_request_with_only_system_messages_is_refused() -> None:
 
 
 def test_tools_are_declared_with_their_json_schema() -> None:
-    body = g.chat_request_to_gemini(req([{"role": "user", "content": "x"}],
-                                        tools=[WEATHER_TOOL, TIME_TOOL]))
-    assert body["tools"] == [{"functionDeclarations": [
-        {"name": "get_weather", "description": "Weather for a city",
-         "parametersJsonSchema": WEATHER_TOOL["function"]["parameters"]},  # type: ignore[index]
-        {"name": "get_time"},
-    ]}]
+    body = g.chat_request_to_gemini(
+        req([{"role": "user", "content": "x"}], tools=[WEATHER_TOOL, TIME_TOOL])
+    )
+    assert body["tools"] == [
+        {
+            "functionDeclarations": [
+                {
+                    "name": "get_weather",
+                    "description": "Weather for a city",
+                    "parametersJsonSchema": WEATHER_TOOL["function"]["parameters"],
+                },  # type: ignore[index]
+                {"name": "get_time"},
+            ]
+        }
+    ]
     assert "toolConfig" not in body
 
 
@@ -164,91 +215,168 @@ def test_tools_are_declared_with_their_json_schema() -> None:
         ("auto", {"mode": "AUTO"}),
         ("none", {"mode": "NONE"}),
         ("required", {"mode": "ANY"}),
-        ({"type": "function", "function": {"name": "get_time"}},
-         {"mode": "ANY", "allowedFunctionNames": ["get_time"]}),
+        (
+            {"type": "function", "function": {"name": "get_time"}},
+            {"mode": "ANY", "allowedFunctionNames": ["get_time"]},
+        ),
     ],
 )
 def test_tool_choice_maps_to_function_calling_config(choice: Any, expected: Any) -> None:
-    body = g.chat_request_to_gemini(req([{"role": "user", "content": "x"}],
-                                        tools=[WEATHER_TOOL, TIME_TOOL], tool_choice=choice))
+    body = g.chat_request_to_gemini(
+        req([{"role": "user", "content": "x"}], tools=[WEATHER_TOOL, TIME_TOOL], tool_choice=choice)
+    )
     assert body["toolConfig"] == {"functionCallingConfig": expected}
 
 
 def test_sampling_fields_go_to_generation_config() -> None:
-    body = g.chat_request_to_gemini(req(
-        [{"role": "user", "content": "x"}],
-        temperature=0.3, top_p=0.9, max_completion_tokens=77, max_tokens=5, stop="END",
-        n=3, seed=7, presence_penalty=0.5, frequency_penalty=-0.5,
-    ))
+    body = g.chat_request_to_gemini(
+        req(
+            [{"role": "user", "content": "x"}],
+            temperature=0.3,
+            top_p=0.9,
+            max_completion_tokens=77,
+            max_tokens=5,
+            stop="END",
+            n=3,
+            seed=7,
+            presence_penalty=0.5,
+            frequency_penalty=-0.5,
+        )
+    )
     assert body["generationConfig"] == {
-        "temperature": 0.3, "topP": 0.9, "maxOutputTokens": 77, "seed": 7,
-        "presencePenalty": 0.5, "frequencyPenalty": -0.5, "stopSequences": ["END"],
+        "temperature": 0.3,
+        "topP": 0.9,
+        "maxOutputTokens": 77,
+        "seed": 7,
+        "presencePenalty": 0.5,
+        "frequencyPenalty": -0.5,
+        "stopSequences": ["END"],
         "candidateCount": 3,
     }
 
 
 def test_json_modes_set_the_mime_type_and_the_json_schema() -> None:
     schema = {"type": "object", "properties": {"city": {"type": "string"}}}
-    plain = g.chat_request_to_gemini(req([{"role": "user", "content": "x"}],
-                                         response_format={"type": "json_object"}))
+    plain = g.chat_request_to_gemini(
+        req([{"role": "user", "content": "x"}], response_format={"type": "json_object"})
+    )
     assert plain["generationConfig"] == {"responseMimeType": "application/json"}
-    strict = g.chat_request_to_gemini(req(
-        [{"role": "user", "content": "x"}],
-        response_format={"type": "json_schema",
-                         "json_schema": {"name": "city", "schema": schema, "strict": True}},
-    ))
-    assert strict["generationConfig"] == {"responseMimeType": "application/json",
-                                          "responseJsonSchema": schema}
-    text = g.chat_request_to_gemini(req([{"role": "user", "content": "x"}],
-                                        response_format={"type": "text"}))
+    strict = g.chat_request_to_gemini(
+        req(
+            [{"role": "user", "content": "x"}],
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "city", "schema": schema, "strict": True},
+            },
+        )
+    )
+    assert strict["generationConfig"] == {
+        "responseMimeType": "application/json",
+        "responseJsonSchema": schema,
+    }
+    text = g.chat_request_to_gemini(
+        req([{"role": "user", "content": "x"}], response_format={"type": "text"})
+    )
     assert "generationConfig" not in text
 
 
 def test_embedding_request_has_one_request_per_input() -> None:
     body = g.embed_request_to_gemini(
-        EmbeddingRequest(model="e", input=["a", "b"], dimensions=4), "gemini-embedding-001")
-    assert body == {"requests": [
-        {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "a"}]},
-         "outputDimensionality": 4},
-        {"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "b"}]},
-         "outputDimensionality": 4},
-    ]}
+        EmbeddingRequest(model="e", input=["a", "b"], dimensions=4), "gemini-embedding-001"
+    )
+    assert body == {
+        "requests": [
+            {
+                "model": "models/gemini-embedding-001",
+                "content": {"parts": [{"text": "a"}]},
+                "outputDimensionality": 4,
+            },
+            {
+                "model": "models/gemini-embedding-001",
+                "content": {"parts": [{"text": "b"}]},
+                "outputDimensionality": 4,
+            },
+        ]
+    }
     assert g.model_resource("models/x") == "models/x"
     assert g.model_resource("tunedModels/t") == "tunedModels/t"
 
 
 # ------------------------------------------------------------ responses
 
-USAGE = {"promptTokenCount": 11, "candidatesTokenCount": 5, "totalTokenCount": 26,
-         "cachedContentTokenCount": 4, "thoughtsTokenCount": 10}
+USAGE = {
+    "promptTokenCount": 11,
+    "candidatesTokenCount": 5,
+    "totalTokenCount": 26,
+    "cachedContentTokenCount": 4,
+    "thoughtsTokenCount": 10,
+}
 
 
 def test_response_maps_text_reasoning_usage_and_ids() -> None:
-    resp = g.chat_response_from_gemini({
-        "candidates": [{"content": {"role": "model", "parts": [
-            {"text": "thinking...", "thought": True},
-            {"text": "Hello "}, {"text": "world"},
-        ]}, "finishReason": "STOP", "index": 0}],
-        "usageMetadata": USAGE, "modelVersion": "gemini-2.5-flash-001", "responseId": "r-1",
-    }, model="gemini-2.5-flash", created=123)
+    resp = g.chat_response_from_gemini(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {"text": "thinking...", "thought": True},
+                            {"text": "Hello "},
+                            {"text": "world"},
+                        ],
+                    },
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": USAGE,
+            "modelVersion": "gemini-2.5-flash-001",
+            "responseId": "r-1",
+        },
+        model="gemini-2.5-flash",
+        created=123,
+    )
     assert (resp.id, resp.model, resp.created) == ("r-1", "gemini-2.5-flash-001", 123)
     choice = resp.choices[0]
     assert (choice.content, choice.reasoning, choice.finish_reason) == (
-        "Hello world", "thinking...", "stop")
+        "Hello world",
+        "thinking...",
+        "stop",
+    )
     u = resp.usage
     assert (u.input_tokens, u.output_tokens, u.cached_input_tokens, u.reasoning_tokens) == (
-        11, 15, 4, 10)
+        11,
+        15,
+        4,
+        10,
+    )
     assert u.total_tokens == USAGE["totalTokenCount"]
 
 
 def test_function_calls_become_tool_calls_with_signature_in_the_id() -> None:
     signature = base64.b64encode(b"\xfb\xff\xfe sig").decode()  # has + / and =
     assert any(c in signature for c in "+/=")
-    resp = g.chat_response_from_gemini({"candidates": [{"content": {"role": "model", "parts": [
-        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
-         "thoughtSignature": signature},
-        {"functionCall": {"id": "fc-7", "name": "get_time"}},
-    ]}, "finishReason": "STOP"}]}, model="m")
+    resp = g.chat_response_from_gemini(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {
+                                "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                                "thoughtSignature": signature,
+                            },
+                            {"functionCall": {"id": "fc-7", "name": "get_time"}},
+                        ],
+                    },
+                    "finishReason": "STOP",
+                }
+            ]
+        },
+        model="m",
+    )
     choice = resp.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.content is None
     first, second = choice.tool_calls
@@ -259,45 +387,72 @@ def test_function_calls_become_tool_calls_with_signature_in_the_id() -> None:
     assert (second.id, second.arguments) == ("fc-7", "{}")
     assert g.decode_signature(second.id) is None
     # the signature goes back on the call it came with
-    body = g.chat_request_to_gemini(req([
-        {"role": "user", "content": "x"},
-        {"role": "assistant", "tool_calls": [
-            call(first.id, first.name, first.arguments), call(second.id, second.name, "{}")]},
-        {"role": "tool", "tool_call_id": first.id, "content": "sunny"},
-        {"role": "tool", "tool_call_id": second.id, "content": "noon"},
-    ]))
+    body = g.chat_request_to_gemini(
+        req(
+            [
+                {"role": "user", "content": "x"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        call(first.id, first.name, first.arguments),
+                        call(second.id, second.name, "{}"),
+                    ],
+                },
+                {"role": "tool", "tool_call_id": first.id, "content": "sunny"},
+                {"role": "tool", "tool_call_id": second.id, "content": "noon"},
+            ]
+        )
+    )
     parts = body["contents"][1]["parts"]
     assert parts[0]["thoughtSignature"] == signature
     assert "thoughtSignature" not in parts[1]
     assert [p["functionResponse"]["name"] for p in body["contents"][2]["parts"]] == [
-        "get_weather", "get_time"]
+        "get_weather",
+        "get_time",
+    ]
 
 
 @pytest.mark.parametrize(
     ("reason", "expected"),
-    [("MAX_TOKENS", "length"), ("SAFETY", "content_filter"), ("RECITATION", "content_filter"),
-     ("BLOCKLIST", "content_filter"), ("PROHIBITED_CONTENT", "content_filter"),
-     ("SPII", "content_filter"), ("OTHER", "stop"), ("STOP", "stop")],
+    [
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("BLOCKLIST", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("SPII", "content_filter"),
+        ("OTHER", "stop"),
+        ("STOP", "stop"),
+    ],
 )
 def test_finish_reasons(reason: str, expected: str) -> None:
     resp = g.chat_response_from_gemini(
-        {"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": reason}]},
-        model="m")
+        {"candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": reason}]}, model="m"
+    )
     assert resp.choices[0].finish_reason == expected
 
 
 def test_candidates_become_choices_in_index_order() -> None:
-    resp = g.chat_response_from_gemini({"candidates": [
-        {"content": {"parts": [{"text": "b"}]}, "finishReason": "STOP", "index": 1},
-        {"content": {"parts": [{"text": "a"}]}, "finishReason": "MAX_TOKENS", "index": 0},
-    ]}, model="m")
+    resp = g.chat_response_from_gemini(
+        {
+            "candidates": [
+                {"content": {"parts": [{"text": "b"}]}, "finishReason": "STOP", "index": 1},
+                {"content": {"parts": [{"text": "a"}]}, "finishReason": "MAX_TOKENS", "index": 0},
+            ]
+        },
+        model="m",
+    )
     assert [(c.index, c.content, c.finish_reason) for c in resp.choices] == [
-        (0, "a", "length"), (1, "b", "stop")]
+        (0, "a", "length"),
+        (1, "b", "stop"),
+    ]
 
 
 def test_a_blocked_prompt_is_a_content_filter_finish() -> None:
-    data = {"promptFeedback": {"blockReason": "SAFETY"},
-            "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9}}
+    data = {
+        "promptFeedback": {"blockReason": "SAFETY"},
+        "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9},
+    }
     resp = g.chat_response_from_gemini(data, model="m")
     assert [(c.index, c.finish_reason) for c in resp.choices] == [(0, "content_filter")]
     assert resp.usage.input_tokens == 9
@@ -308,7 +463,8 @@ def test_a_blocked_prompt_is_a_content_filter_finish() -> None:
 
 def test_embedding_response() -> None:
     resp = g.embed_response_from_gemini(
-        {"embeddings": [{"values": [0.5, -1]}, {"values": [2, 3]}]}, model="e")
+        {"embeddings": [{"values": [0.5, -1]}, {"values": [2, 3]}]}, model="e"
+    )
     assert resp.vectors == [[0.5, -1.0], [2.0, 3.0]]
     assert resp.usage.input_tokens == 0
 
@@ -322,25 +478,73 @@ def _deltas(chunks: list[ChatChunk]) -> list[tuple[Any, ...]]:
         if not c.choices:
             out.append(("usage", c.usage))
         for d in c.choices:
-            out.append((d.index, d.role, d.content, d.reasoning,
-                        [(t.index, t.name, t.arguments) for t in d.tool_calls], d.finish_reason))
+            out.append(
+                (
+                    d.index,
+                    d.role,
+                    d.content,
+                    d.reasoning,
+                    [(t.index, t.name, t.arguments) for t in d.tool_calls],
+                    d.finish_reason,
+                )
+            )
     return out
 
 
 def test_stream_translation_text_then_tool_calls_then_finish_and_usage() -> None:
     t = g.GeminiStreamTranslator("gemini-2.5-flash", created=5)
     head = {"responseId": "r-9", "modelVersion": "gemini-2.5-flash-002"}
-    chunks = t.feed({"candidates": [{"content": {"role": "model", "parts": [
-        {"text": "hmm", "thought": True}, {"text": "Let me "}]}, "index": 0}],
-        "usageMetadata": {"promptTokenCount": 3, "totalTokenCount": 3}, **head})
-    chunks += t.feed({"candidates": [{"content": {"role": "model", "parts": [
-        {"text": "check."},
-        {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}}]}}], **head})
-    chunks += t.feed({"candidates": [{"content": {"role": "model", "parts": [
-        {"functionCall": {"name": "get_time", "args": {}}}, {"text": ""}]},
-        "finishReason": "STOP"}],
-        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 8,
-                          "thoughtsTokenCount": 2, "totalTokenCount": 13}, **head})
+    chunks = t.feed(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [{"text": "hmm", "thought": True}, {"text": "Let me "}],
+                    },
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {"promptTokenCount": 3, "totalTokenCount": 3},
+            **head,
+        }
+    )
+    chunks += t.feed(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {"text": "check."},
+                            {"functionCall": {"name": "get_weather", "args": {"city": "Oslo"}}},
+                        ],
+                    }
+                }
+            ],
+            **head,
+        }
+    )
+    chunks += t.feed(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [{"functionCall": {"name": "get_time", "args": {}}}, {"text": ""}],
+                    },
+                    "finishReason": "STOP",
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 3,
+                "candidatesTokenCount": 8,
+                "thoughtsTokenCount": 2,
+                "totalTokenCount": 13,
+            },
+            **head,
+        }
+    )
     chunks += t.finish()
     assert {c.id for c in chunks} == {"r-9"}
     assert {c.model for c in chunks} == {"gemini-2.5-flash-002"}
@@ -363,15 +567,27 @@ def test_stream_translation_text_then_tool_calls_then_finish_and_usage() -> None
 
 def test_stream_with_two_candidates_keeps_them_apart() -> None:
     t = g.GeminiStreamTranslator("m")
-    chunks = t.feed({"candidates": [
-        {"content": {"parts": [{"text": "a"}]}, "index": 0},
-        {"content": {"parts": [{"text": "b"}]}, "index": 1}]})
-    chunks += t.feed({"candidates": [
-        {"content": {"parts": [{"text": ""}]}, "finishReason": "MAX_TOKENS", "index": 0},
-        {"content": {"parts": [{"text": "c"}]}, "finishReason": "STOP", "index": 1}]})
+    chunks = t.feed(
+        {
+            "candidates": [
+                {"content": {"parts": [{"text": "a"}]}, "index": 0},
+                {"content": {"parts": [{"text": "b"}]}, "index": 1},
+            ]
+        }
+    )
+    chunks += t.feed(
+        {
+            "candidates": [
+                {"content": {"parts": [{"text": ""}]}, "finishReason": "MAX_TOKENS", "index": 0},
+                {"content": {"parts": [{"text": "c"}]}, "finishReason": "STOP", "index": 1},
+            ]
+        }
+    )
     chunks += t.finish()
-    text = {i: "".join(d.content or "" for c in chunks for d in c.choices if d.index == i)
-            for i in (0, 1)}
+    text = {
+        i: "".join(d.content or "" for c in chunks for d in c.choices if d.index == i)
+        for i in (0, 1)
+    }
     assert text == {0: "a", 1: "bc"}
     finishes = [(d.index, d.finish_reason) for c in chunks for d in c.choices if d.finish_reason]
     assert finishes == [(0, "length"), (1, "stop")]
@@ -393,14 +609,19 @@ def test_multibyte_text_split_across_sse_chunks_arrives_whole() -> None:
         b"data: " + orjson.dumps(e) + b"\r\n\r\n"
         for e in (
             {"candidates": [{"content": {"parts": [{"text": text[:8]}]}, "index": 0}]},
-            {"candidates": [{"content": {"parts": [{"text": text[8:]}]},
-                             "finishReason": "STOP", "index": 0}],
-             "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 2}},
+            {
+                "candidates": [
+                    {"content": {"parts": [{"text": text[8:]}]}, "finishReason": "STOP", "index": 0}
+                ],
+                "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 2},
+            },
         )
     )
     cut = payload.index("🚀".encode()) + 2  # inside the 4-byte character
-    for pieces in ([payload[:cut], payload[cut:]],
-                   [payload[i : i + 3] for i in range(0, len(payload), 3)]):
+    for pieces in (
+        [payload[:cut], payload[cut:]],
+        [payload[i : i + 3] for i in range(0, len(payload), 3)],
+    ):
         decoder, t = SSEDecoder(), g.GeminiStreamTranslator("m")
         chunks: list[ChatChunk] = []
         for piece in pieces:

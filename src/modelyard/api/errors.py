@@ -14,6 +14,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from modelyard.api.context import MAX_BODY_BYTES, REQUEST_ID
 from modelyard.errors import GatewayError, InvalidRequestError, RequestTooLargeError
 
 log = logging.getLogger("modelyard.api")
@@ -48,19 +49,40 @@ def stream_error_event(err: GatewayError) -> bytes:
     return b"data: " + error_body(err.message, err.type, err.param, err.code) + b"\n\n"
 
 
+_BRANCH_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
+_MISMATCH = {
+    "string_type",
+    "list_type",
+    "dict_type",
+    "model_type",
+    "int_type",
+    "float_type",
+    "bool_type",
+    "literal_error",
+    "model_attributes_type",
+    "none_required",
+}
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
+    """A pydantic location as a client reads it: ``messages[0].role``, union branches left out."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not (isinstance(part, str) and (part[:1].isupper() or "[" in part)):
+        elif part[:1].isupper() or "[" in part or part in _BRANCH_TAGS:
+            continue  # the name of a union member, not a field
+        else:
             out += f".{part}" if out else part
     return out
 
 
 def validation_error(exc: ValidationError) -> InvalidRequestError:
     """A pydantic failure as a 400 that names the first field at fault."""
-    first: Any = exc.errors(include_url=False)[0]
+    errors: list[Any] = list(exc.errors(include_url=False))
+    # in a union every branch reports; a branch that matched the type says the most
+    specific = [e for e in errors if e["type"] not in _MISMATCH]
+    first: Any = (specific or errors)[0]
     param = _loc(tuple(first["loc"]))
     msg = str(first["msg"]).removeprefix("Value error, ")
     more = exc.error_count() - 1
@@ -78,10 +100,13 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(err)
     except ValidationError as exc:
         return error_response(validation_error(exc))
-    except web.HTTPRequestEntityTooLarge as exc:
-        return error_response(RequestTooLargeError(
-            f"The request body is larger than this gateway's limit of "
-            f"{exc.max_size} bytes", status=413))
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(
+            RequestTooLargeError(
+                f"The request body is larger than this gateway's limit of "
+                f"{request.app[MAX_BODY_BYTES]} bytes"
+            )
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -96,9 +121,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
     except Exception:
-        rid = request.get("request_id", "-")
-        log.exception("unexpected error handling %s %s (request %s)", request.method,
-                      request.path, rid)
+        rid = request.get(REQUEST_ID, "-")
+        log.exception(
+            "unexpected error handling %s %s (request %s)", request.method, request.path, rid
+        )
         return web.Response(
             status=500,
             body=error_body(f"Internal error (request {rid})", "api_error", None, None),

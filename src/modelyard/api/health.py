@@ -1,4 +1,7 @@
-"""Liveness (``/healthz``: the process answers) and readiness (``/readyz``: storage and providers)."""
+"""Liveness (``/healthz``: the process answers) and readiness (``/readyz``).
+
+Readiness checks the storage and that every provider can be reached.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(provider.ready(), timeout=5)
             return provider.name, "ok"
-        except (ModelyardError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, ModelyardError, OSError) as exc:
             message = exc.message if hasattr(exc, "message") else type(exc).__name__
             return provider.name, f"error: {message}"
 
@@ -38,8 +41,9 @@ async def readyz(request: web.Request) -> web.Response:
     checks["providers"] = dict(results)
     ok = ok and all(v == "ok" for v in checks["providers"].values())
     body = {"status": "ready" if ok else "not_ready", "checks": checks}
-    return web.Response(status=200 if ok else 503, body=orjson.dumps(body),
-                        content_type="application/json")
+    return web.Response(
+        status=200 if ok else 503, body=orjson.dumps(body), content_type="application/json"
+    )
 
 
 def routes() -> list[web.RouteDef]:

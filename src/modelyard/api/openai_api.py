@@ -7,6 +7,7 @@ back to the client nearly untouched (``_proxy`` / ``_proxy_stream``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from modelyard.api.body import parse, read_json
-from modelyard.api.context import DIRECTORY, REQUEST_LOG
+from modelyard.api.context import DIRECTORY, REQUEST_ID, REQUEST_LOG
 from modelyard.api.errors import stream_error_event
 from modelyard.errors import GatewayError
 from modelyard.providers.base import Provider, new_id
@@ -45,8 +46,9 @@ class _Call:
 
     __slots__ = ("endpoint", "model", "provider", "request", "stream", "t0", "ttft", "usage")
 
-    def __init__(self, request: web.Request, endpoint: str, model: str, provider: Provider,
-                 stream: bool):
+    def __init__(
+        self, request: web.Request, endpoint: str, model: str, provider: Provider, stream: bool
+    ):
         self.request = request
         self.endpoint = endpoint
         self.model = model
@@ -65,7 +67,7 @@ class _Call:
         u = self.usage
         self.request.app[REQUEST_LOG].record(
             RequestRecord(
-                id=self.request["request_id"],
+                id=self.request[REQUEST_ID],
                 endpoint=self.endpoint,
                 model=self.model,
                 deployment=dep.name,
@@ -106,44 +108,59 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     call = _Call(request, "chat", req.model, provider, req.stream)
     if isinstance(provider, OpenAICompatibleProvider):
         if req.stream:
-            return await _guard(call, lambda: _proxy_stream(
-                request, call, provider, "chat/completions", body, req.include_usage))
+            return await _guard(
+                call,
+                lambda: _proxy_stream(
+                    request, call, provider, "chat/completions", body, req.include_usage
+                ),
+            )
         return await _guard(call, lambda: _proxy(call, provider, "chat/completions", body))
     if req.stream:
-        return await _guard(call, lambda: _typed_stream(
-            request, call, provider.chat_stream(req), wire.chat_chunk_to_dict, req.include_usage))
+        return await _guard(
+            call,
+            lambda: _typed_stream(
+                request, call, provider.chat_stream(req), wire.chat_chunk_to_dict, req.include_usage
+            ),
+        )
     resp = await _guard(call, lambda: _typed(call, provider.chat(req), wire.chat_response_to_dict))
     return resp
 
 
-async def _typed(call: _Call, pending: Any, render: Callable[[Any], dict[str, Any]]) -> web.Response:
+async def _typed(
+    call: _Call, pending: Any, render: Callable[[Any], dict[str, Any]]
+) -> web.Response:
     result = await pending
     call.usage = result.usage
     call.done()
     return _json(render(result))
 
 
-async def _proxy(call: _Call, provider: OpenAICompatibleProvider, path: str,
-                 body: dict[str, Any]) -> web.Response:
+async def _proxy(
+    call: _Call, provider: OpenAICompatibleProvider, path: str, body: dict[str, Any]
+) -> web.Response:
     reply = await provider.forward(path, body)
-    try:
+    # the client gets the upstream's answer as it is, even one we cannot account
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
         call.usage = wire.usage_from_dict(orjson.loads(reply.body).get("usage"))
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-        pass  # the client gets the upstream's answer as it is; nothing to account
     call.done()
     return web.Response(body=reply.body, content_type=reply.content_type or "application/json")
 
 
 async def _start_stream(request: web.Request, first: bytes | None) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
-    response.headers["X-Request-Id"] = request["request_id"]
+    response.headers["X-Request-Id"] = request[REQUEST_ID]
     await response.prepare(request)
     return response
 
 
-async def _proxy_stream(request: web.Request, call: _Call, provider: OpenAICompatibleProvider,
-                        path: str, body: dict[str, Any], client_wants_usage: bool
-                        ) -> web.StreamResponse:
+async def _proxy_stream(
+    request: web.Request,
+    call: _Call,
+    provider: OpenAICompatibleProvider,
+    path: str,
+    body: dict[str, Any],
+    client_wants_usage: bool,
+) -> web.StreamResponse:
     upstream = provider.forward_stream(path, body)
     decoder = SSEDecoder()
     response: web.StreamResponse | None = None
@@ -183,9 +200,13 @@ async def _proxy_stream(request: web.Request, call: _Call, provider: OpenAICompa
     return response
 
 
-async def _typed_stream(request: web.Request, call: _Call, chunks: AsyncIterator[ChatChunk],
-                        render: Callable[[ChatChunk], dict[str, Any]],
-                        client_wants_usage: bool) -> web.StreamResponse:
+async def _typed_stream(
+    request: web.Request,
+    call: _Call,
+    chunks: AsyncIterator[ChatChunk],
+    render: Callable[[ChatChunk], dict[str, Any]],
+    client_wants_usage: bool,
+) -> web.StreamResponse:
     response: web.StreamResponse | None = None
     try:
         async for chunk in chunks:
@@ -224,8 +245,12 @@ def _completion_dict(resp: ChatResponse) -> dict[str, Any]:
         "created": resp.created or int(time.time()),
         "model": resp.model,
         "choices": [
-            {"index": c.index, "text": c.content or "", "logprobs": None,
-             "finish_reason": c.finish_reason}
+            {
+                "index": c.index,
+                "text": c.content or "",
+                "logprobs": None,
+                "finish_reason": c.finish_reason,
+            }
             for c in resp.choices
         ],
         "usage": wire.usage_to_dict(resp.usage),
@@ -239,8 +264,12 @@ def _completion_chunk_dict(chunk: ChatChunk) -> dict[str, Any]:
         "created": chunk.created,
         "model": chunk.model,
         "choices": [
-            {"index": d.index, "text": d.content or "", "logprobs": None,
-             "finish_reason": d.finish_reason}
+            {
+                "index": d.index,
+                "text": d.content or "",
+                "logprobs": None,
+                "finish_reason": d.finish_reason,
+            }
             for d in chunk.choices
         ],
     }
@@ -256,13 +285,24 @@ async def completions(request: web.Request) -> web.StreamResponse:
     call = _Call(request, "completions", req.model, provider, req.stream)
     if isinstance(provider, OpenAICompatibleProvider):
         if req.stream:
-            return await _guard(call, lambda: _proxy_stream(
-                request, call, provider, "completions", body, req.include_usage))
+            return await _guard(
+                call,
+                lambda: _proxy_stream(
+                    request, call, provider, "completions", body, req.include_usage
+                ),
+            )
         return await _guard(call, lambda: _proxy(call, provider, "completions", body))
     if req.stream:
-        return await _guard(call, lambda: _typed_stream(
-            request, call, provider.complete_stream(req), _completion_chunk_dict,
-            req.include_usage))
+        return await _guard(
+            call,
+            lambda: _typed_stream(
+                request,
+                call,
+                provider.complete_stream(req),
+                _completion_chunk_dict,
+                req.include_usage,
+            ),
+        )
     return await _guard(call, lambda: _typed(call, provider.complete(req), _completion_dict))
 
 

@@ -17,7 +17,9 @@ from modelyard.settings import load_settings
 def run(config: Path | None, *, host: str | None, port: int | None, data_dir: Path | None) -> None:
     settings = load_settings(config, overrides={"host": host, "port": port, "data_dir": data_dir})
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     app = create_app(settings)
     server = settings.server

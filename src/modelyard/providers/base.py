@@ -62,9 +62,7 @@ class Provider:
         return self.chat_stream(completion_as_chat(req))
 
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
-        raise InvalidRequestError(
-            f"model {req.model!r} does not serve embeddings", param="model"
-        )
+        raise InvalidRequestError(f"model {req.model!r} does not serve embeddings", param="model")
 
     async def ready(self) -> None:
         """Raise if the provider cannot serve now. Remote providers are not probed."""
@@ -75,11 +73,7 @@ class Provider:
 
 def completion_as_chat(req: CompletionRequest) -> ChatRequest:
     if len(req.prompts) != 1:
-        raise InvalidRequestError(
-            "this model takes one prompt per request", param="prompt"
-        )
-    fields: dict[str, Any] = req.model_dump(
-        exclude={"prompt", "echo", "suffix"}, exclude_none=True
-    )
+        raise InvalidRequestError("this model takes one prompt per request", param="prompt")
+    fields: dict[str, Any] = req.model_dump(exclude={"prompt", "echo", "suffix"}, exclude_none=True)
     fields["messages"] = [Message(role="user", content=req.prompts[0])]
     return ChatRequest.model_validate(fields)

@@ -1,4 +1,4 @@
-"""Every host that speaks the OpenAI wire format: OpenAI, Azure OpenAI, and the rows of ``registry``.
+"""Every host that speaks the OpenAI wire format: OpenAI, Azure and the rows of ``registry``.
 
 The quirks of a host are fields of its row; this module has no per-host code
 beyond Azure's deployment-in-path URLs.
@@ -104,8 +104,11 @@ class OpenAICompatibleProvider(Provider):
         data = _json((await self.forward("completions", body)).body, self.name)
         resp = wire.chat_response_from_dict(data)
         resp.choices = [
-            Choice(index=int(c.get("index", i)), content=c.get("text", ""),
-                   finish_reason=wire._FINISH.get(c.get("finish_reason") or ""))
+            Choice(
+                index=int(c.get("index", i)),
+                content=c.get("text", ""),
+                finish_reason=wire._FINISH.get(c.get("finish_reason") or ""),
+            )
             for i, c in enumerate(data.get("choices") or [])
         ]
         return resp

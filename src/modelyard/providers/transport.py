@@ -9,7 +9,6 @@ else in the code base opens a connection to a model vendor.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -76,7 +75,7 @@ class Transport:
                 if resp.status >= 300:
                     raise from_response(resp.status, data, resp.headers, deployment)
                 return Reply(resp.status, data, resp.content_type)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise from_exception(exc, deployment) from exc
 
     async def stream(
@@ -106,7 +105,7 @@ class Transport:
                     raise from_response(resp.status, data, resp.headers, deployment)
                 async for chunk in resp.content.iter_any():
                     yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise from_exception(exc, deployment) from exc
 
     async def reachable(self, url: str, *, deployment: str, timeout: float = 3.0) -> None:
@@ -116,7 +115,7 @@ class Transport:
                 url, allow_redirects=False, timeout=aiohttp.ClientTimeout(total=timeout)
             ):
                 return
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise from_exception(exc, deployment) from exc
 
 
@@ -131,7 +130,9 @@ def _new_session() -> aiohttp.ClientSession:
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
     if resp.content_length is not None and resp.content_length > MAX_RESPONSE_BYTES:
-        raise UpstreamBadResponseError("the upstream answer is too large", upstream_status=resp.status)
+        raise UpstreamBadResponseError(
+            "the upstream answer is too large", upstream_status=resp.status
+        )
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_any():

@@ -31,7 +31,8 @@ class ModelDirectory:
         provider = self._by_name.get(self._aliases.get(model, model))
         if provider is None:
             raise NotFoundError(
-                f"The model {model!r} does not exist; GET /v1/models lists what this gateway serves",
+                f"The model {model!r} does not exist; "
+                "GET /v1/models lists what this gateway serves",
                 param="model",
                 code="model_not_found",
             )

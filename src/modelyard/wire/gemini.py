@@ -44,33 +44,20 @@ from modelyard.types import (
     Usage,
 )
 
+_FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
+             "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION")
+#: Gemini finishReason -> ours; any other reason (OTHER, LANGUAGE, ...) ends as "stop".
 FINISH: dict[str, FinishReason] = {
-    "STOP": "stop",
-    "MAX_TOKENS": "length",
-    "SAFETY": "content_filter",
-    "RECITATION": "content_filter",
-    "BLOCKLIST": "content_filter",
-    "PROHIBITED_CONTENT": "content_filter",
-    "SPII": "content_filter",
-    "IMAGE_SAFETY": "content_filter",
-    "IMAGE_PROHIBITED_CONTENT": "content_filter",
-    "IMAGE_RECITATION": "content_filter",
+    "STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(_FILTERED, "content_filter")
 }
 
 #: Google's placeholder for a function call whose signature is unknown.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _SIG = "__sig_"
 
-_IMAGE_TYPES = {
-    "png": "image/png",
-    "jpg": "image/jpeg",
-    "jpeg": "image/jpeg",
-    "webp": "image/webp",
-    "gif": "image/gif",
-    "heic": "image/heic",
-    "heif": "image/heif",
-    "pdf": "application/pdf",
-}
+_IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
+                "webp": "image/webp", "gif": "image/gif", "heic": "image/heic",
+                "heif": "image/heif", "pdf": "application/pdf"}
 
 
 def model_resource(model: str) -> str:
@@ -300,7 +287,7 @@ def _tool_call(part: dict[str, Any]) -> ToolCallOut:
     fc = part["functionCall"]
     call_id = str(fc.get("id") or new_tool_call_id())
     return ToolCallOut(
-        id=call_id,
+        id=encode_tool_call_id(call_id, part.get("thoughtSignature")),
         name=str(fc.get("name", "")),
         arguments=orjson.dumps(fc.get("args") or {}).decode(),
     )

@@ -85,7 +85,12 @@ def chat_response_to_dict(r: ChatResponse) -> dict[str, Any]:
         if c.reasoning:
             message["reasoning_content"] = c.reasoning
         choices.append(
-            {"index": c.index, "message": message, "logprobs": None, "finish_reason": c.finish_reason}
+            {
+                "index": c.index,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": c.finish_reason,
+            }
         )
     return {
         "id": r.id,
@@ -169,7 +174,7 @@ def embedding_response_to_dict(r: EmbeddingResponse, encoding: str) -> dict[str,
 
 
 def chat_response_from_dict(d: dict[str, Any]) -> ChatResponse:
-    choices = []
+    choices: list[Choice] = []
     for c in d.get("choices") or []:
         m = c.get("message") or {}
         calls = [
@@ -199,7 +204,7 @@ def chat_response_from_dict(d: dict[str, Any]) -> ChatResponse:
 
 
 def chat_chunk_from_dict(d: dict[str, Any]) -> ChatChunk:
-    choices = []
+    choices: list[ChoiceDelta] = []
     for c in d.get("choices") or []:
         delta = c.get("delta") or {}
         calls = [
