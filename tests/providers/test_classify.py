@@ -30,6 +30,7 @@ def _body(**err: object) -> bytes:
         (502, b"<html>bad gateway</html>", UpstreamBadResponseError, 502),
         (503, _body(message="x"), UpstreamUnavailableError, 503),
         (504, b"", UpstreamTimeoutError, 504),
+        (408, _body(message="request timeout"), UpstreamTimeoutError, 408),
         (
             529,
             orjson.dumps(

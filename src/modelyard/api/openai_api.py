@@ -146,7 +146,16 @@ async def _proxy(
     return web.Response(body=reply.body, content_type=reply.content_type or "application/json")
 
 
-async def _start_stream(request: web.Request, first: bytes | None) -> web.StreamResponse:
+def _event_json(data: str) -> dict[str, Any]:
+    """A streamed event's JSON, or an empty dict for one the upstream mangled."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+async def _start_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
     response.headers["X-Request-Id"] = request[REQUEST_ID]
     await response.prepare(request)
@@ -170,7 +179,7 @@ async def _proxy_stream(
             for event in decoder.feed(chunk):
                 raw = event.raw
                 if any(m in raw for m in _USAGE_MARKERS):
-                    data = orjson.loads(event.data)
+                    data = _event_json(event.data)
                     call.usage = wire.usage_from_dict(data.get("usage"))
                     if not client_wants_usage and not data.get("choices"):
                         continue
@@ -183,7 +192,7 @@ async def _proxy_stream(
                 # nothing is sent until the upstream has produced an event, so an
                 # error before that still gets a proper status
                 call.first_token()
-                response = await _start_stream(request, None)
+                response = await _start_stream(request)
             await response.write(b"".join(out))
     except GatewayError as err:
         if response is None:
@@ -194,7 +203,7 @@ async def _proxy_stream(
     finally:
         await upstream.aclose()  # type: ignore[attr-defined]
     if response is None:
-        response = await _start_stream(request, None)
+        response = await _start_stream(request)
     await response.write(DONE)
     call.done()
     return response
@@ -218,7 +227,7 @@ async def _typed_stream(
                     chunk.usage = None
             if response is None:
                 call.first_token()
-                response = await _start_stream(request, None)
+                response = await _start_stream(request)
             await response.write(b"data: " + orjson.dumps(render(chunk)) + b"\n\n")
     except GatewayError as err:
         if response is None:
@@ -229,7 +238,7 @@ async def _typed_stream(
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
     if response is None:
-        response = await _start_stream(request, None)
+        response = await _start_stream(request)
     await response.write(DONE)
     call.done()
     return response

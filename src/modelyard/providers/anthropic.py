@@ -50,6 +50,9 @@ class AnthropicProvider(Provider):
         )
         return orjson.dumps(body)
 
+    async def ready(self) -> None:
+        await self.transport.reachable(self.url, deployment=self.name)
+
     async def chat(self, req: ChatRequest) -> ChatResponse:
         reply = await self.transport.post(
             self.url,

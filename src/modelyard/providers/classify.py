@@ -143,6 +143,8 @@ def from_response(
         err: GatewayError = cls(text, deployment=deployment, upstream_status=status, **kwargs)
         if cls is UpstreamError:
             err.status = 500 if status == 500 else 502
+        elif status == 408:
+            err.status = 408  # the vendor's own request timeout, not a gateway timeout
         return err
     return cls(text, **kwargs)
 

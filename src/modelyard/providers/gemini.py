@@ -36,6 +36,8 @@ EMBED_BATCH = 100  # the most requests Google takes in one batchEmbedContents ca
 
 
 class GeminiProvider(Provider):
+    serves_embeddings = True
+
     def __init__(self, deployment: Deployment, transport: Transport):
         super().__init__(deployment)
         self.transport = transport
@@ -62,6 +64,9 @@ class GeminiProvider(Provider):
             timeout=self.deployment.timeout,
         )
         return self._json(reply.body)
+
+    async def ready(self) -> None:
+        await self.transport.reachable(self._base, deployment=self.name)
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
         data = await self._post("generateContent", wire.chat_request_to_gemini(req))
