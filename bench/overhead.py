@@ -58,7 +58,8 @@ deployments:
     api_key_env: BENCH_KEY
 """
 
-console = Console(highlight=False)
+# piped output (make bench | tee) keeps its tables whole
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 # ------------------------------------------------------------ processes
@@ -186,6 +187,8 @@ class Samples:
     gateway_cpu_ms: float = 0.0
     upstream_cpu_ms: float = 0.0
     client_cpu_ms: float = 0.0
+    round_p50_ms: list[float] = field(default_factory=list)  # one per round
+    round_gateway_cpu_ms: list[float] = field(default_factory=list)  # per request, per round
 
 
 async def one_request(t: Target, stream: bool, out: Samples) -> None:
@@ -204,7 +207,7 @@ async def one_request(t: Target, stream: bool, out: Samples) -> None:
             else:
                 body = await resp.read()
                 ok = resp.status == 200 and body.endswith(b"}")
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         ok = False
     end = time.perf_counter()
     if not ok:
@@ -223,6 +226,7 @@ async def run_phase(t: Target, stream: bool, concurrency: int, n: int, out: Samp
     inside the phase it belongs to.
     """
     remaining = n
+    first_sample = len(out.latency_ms)
 
     async def worker() -> None:
         nonlocal remaining
@@ -236,7 +240,10 @@ async def run_phase(t: Target, stream: bool, concurrency: int, n: int, out: Samp
     out.wall_s += time.perf_counter() - t0
     out.requests += n
     await asyncio.sleep(settle)
-    out.gateway_cpu_ms += cpu_ms(pids["gateway"]) - gw0
+    gateway_cpu = cpu_ms(pids["gateway"]) - gw0
+    out.gateway_cpu_ms += gateway_cpu
+    out.round_gateway_cpu_ms.append(gateway_cpu / n)
+    out.round_p50_ms.append(pct(out.latency_ms[first_sample:], 50))
     out.upstream_cpu_ms += cpu_ms(pids["upstream"]) - up0
     out.client_cpu_ms += client_cpu_ms() - cl0
 
@@ -296,6 +303,8 @@ def summarize(s: Samples) -> dict[str, Any]:
         "gateway_cpu_ms_per_req": s.gateway_cpu_ms / s.requests,
         "upstream_cpu_ms_per_req": s.upstream_cpu_ms / s.requests,
         "client_cpu_ms_per_req": s.client_cpu_ms / s.requests,
+        "rounds_p50_ms": s.round_p50_ms,
+        "rounds_gateway_cpu_ms_per_req": s.round_gateway_cpu_ms,
     }
     if s.ttfb_ms:
         out["ttfb_p50_ms"] = pct(s.ttfb_ms, 50)
@@ -306,7 +315,14 @@ def summarize(s: Samples) -> dict[str, Any]:
 def added(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, Any]:
     keys = ["p50_ms", "p99_ms"] + (["ttfb_p50_ms", "ttfb_p99_ms"] if "ttfb_p50_ms" in direct
                                    else [])
-    return {k: gateway[k] - direct[k] for k in keys}
+    out: dict[str, Any] = {k: gateway[k] - direct[k] for k in keys}
+    out["rounds_p50_ms"] = [g - d for d, g in zip(direct["rounds_p50_ms"],
+                                                  gateway["rounds_p50_ms"], strict=True)]
+    return out
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):.3f}–{max(values):.3f}" if values else "-"
 
 
 def f(x: float | None, digits: int = 3) -> str:
@@ -336,14 +352,16 @@ def render(report: dict[str, Any]) -> None:
             )
     console.print(t)
 
-    t = Table(title="What the gateway adds (gateway minus direct, ms)", title_justify="left")
-    for col in ("case", "added p50", "added p99", "added TTFB p50", "added TTFB p99",
-                "gateway CPU/req", "req/s vs direct"):
+    t = Table(title="What the gateway adds (gateway minus direct, ms; by round: lowest–highest of "
+                "the rounds)", title_justify="left")
+    for col in ("case", "+p50", "+p50 by round", "+p99", "+TTFB p50", "+TTFB p99",
+                "gateway CPU/req", "by round", "req/s vs direct"):
         t.add_column(col, justify="left" if col == "case" else "right")
     for c in report["cases"]:
         a, g, d = c["added"], c["gateway"], c["direct"]
-        t.add_row(c["case"], f(a["p50_ms"]), f(a["p99_ms"]), f(a.get("ttfb_p50_ms")),
-                  f(a.get("ttfb_p99_ms")), f(g["gateway_cpu_ms_per_req"]),
+        t.add_row(c["case"], f(a["p50_ms"]), spread(a["rounds_p50_ms"]), f(a["p99_ms"]),
+                  f(a.get("ttfb_p50_ms")), f(a.get("ttfb_p99_ms")),
+                  f(g["gateway_cpu_ms_per_req"]), spread(g["rounds_gateway_cpu_ms_per_req"]),
                   f"{g['rps'] / d['rps'] * 100:.0f}%" if d["rps"] else "-")
     console.print(t)
 
@@ -401,14 +419,15 @@ async def bench(args: argparse.Namespace, upstream: Process, gateway: Process) -
             await sanity_check(t)
 
         console.print(f"warm-up: {args.warmup} requests per side and kind ...")
-        for stream in (False, True):
+        kinds = [k == "stream" for k in args.kind]
+        for stream in kinds:
             for t in (direct, via):
                 await run_phase(t, stream, 16, args.warmup, Samples(), pids, 0.0)
 
         cases: list[dict[str, Any]] = []
-        for stream in (False, True):
-            for concurrency in (1, 16):
-                name = f"{'stream 20 chunks' if stream else 'non-stream'}, c={concurrency}"
+        for stream in kinds:
+            for concurrency in args.concurrency:
+                name = f"{'stream' if stream else 'non-stream'} c={concurrency}"
                 sides = {"direct": Samples(), "gateway": Samples()}
                 t0 = time.perf_counter()
                 base, extra = divmod(args.requests, args.rounds)
@@ -453,7 +472,14 @@ def parse_args() -> argparse.Namespace:
                     help="seconds of quiet after each phase before CPU is read (default 0.3)")
     ap.add_argument("--chunk-gap-ms", type=float, default=0.0,
                     help="the fake upstream's pause between stream events (default 0)")
+    ap.add_argument("--kind", nargs="+", choices=("non-stream", "stream"),
+                    default=["non-stream", "stream"], help="which kinds of call (default both)")
+    ap.add_argument("--concurrency", nargs="+", type=int, default=[1, 16],
+                    help="requests in flight (default 1 16)")
     ap.add_argument("--json", type=Path, help="also write the figures here as JSON")
+    ap.add_argument("--profile", type=Path,
+                    help="run the gateway under cProfile and write its stats here "
+                         "(inflates the gateway's figures; for finding where time goes)")
     args = ap.parse_args()
     if args.requests < args.rounds or args.rounds < 1:
         ap.error("--requests must be at least --rounds, which must be at least 1")
@@ -483,7 +509,9 @@ def main() -> int:
             config.write_text(CONFIG.format(model=GATEWAY_MODEL, host=HOST, port=up_port,
                                             upstream_model=fake_upstream.MODEL))
             gw_port = free_port()
-            gateway = spawn("gateway", [sys.executable, "-m", "modelyard", "serve",
+            launcher = (["-m", "modelyard"] if not args.profile else
+                        [str(BENCH / "profiled_gateway.py"), str(args.profile.resolve())])
+            gateway = spawn("gateway", [sys.executable, *launcher, "serve",
                                         "--config", str(config), "--host", HOST,
                                         "--port", str(gw_port),
                                         "--data-dir", str(workdir / "data")],
@@ -513,6 +541,9 @@ def main() -> int:
             for p in reversed(started):
                 p.stop()
     render(report)
+    if args.profile:
+        console.print(f"[yellow]the gateway ran under cProfile: its figures are inflated[/yellow]"
+                      f"; stats in {args.profile} (python -m pstats {args.profile})")
     if args.json:
         args.json.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
         console.print(f"figures written to {args.json}")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -12,12 +12,11 @@ from modelyard.api import health, openai_api
 from modelyard.api.context import (
     DIRECTORY,
     MAX_BODY_BYTES,
-    REQUEST_ID,
     REQUEST_LOG,
     SETTINGS,
     TRANSPORT,
 )
-from modelyard.api.errors import error_middleware
+from modelyard.api.errors import gateway_middleware
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import HOSTS
 from modelyard.providers.transport import Transport
@@ -55,20 +54,6 @@ def build_provider(dep: Deployment, settings: Settings, transport: Transport) ->
     )
 
 
-@web.middleware
-async def request_id_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    rid = request.headers.get("X-Request-Id")
-    if not rid or len(rid) > 128 or not rid.isprintable():
-        rid = f"req_{uuid.uuid4().hex}"
-    request[REQUEST_ID] = rid
-    response = await handler(request)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = rid
-    return response
-
-
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway: storage, transport, providers and routes. Nothing starts until run."""
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
@@ -78,7 +63,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[request_id_middleware, error_middleware],
+        middlewares=[gateway_middleware(os.urandom(6).hex())],
     )
     app[SETTINGS] = settings
     app[TRANSPORT] = transport

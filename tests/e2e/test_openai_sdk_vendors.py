@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import Gateway
 from tests.fakes.anthropic_upstream import anthropic_error, create_fake_anthropic
 from tests.fakes.gemini_upstream import create_fake_gemini, google_error_handler
-from tests.fakes.harness import LoopbackServer, Recorder, Recorded
+from tests.fakes.harness import LoopbackServer, Recorded, Recorder
 
 CONFIG = """
 embedded_models: false
@@ -90,7 +90,8 @@ def test_chat_round_trip(
         max_tokens=50,
         temperature=0.2,
     )
-    assert resp.choices[0].message.content == f"Hello from fake {'anthropic' if model == 'claude' else 'gemini'}: héllo"
+    vendor = "anthropic" if model == "claude" else "gemini"
+    assert resp.choices[0].message.content == f"Hello from fake {vendor}: héllo"
     assert resp.choices[0].finish_reason == "stop"
     assert resp.usage is not None and resp.usage.prompt_tokens > 0
     sent = _last(fakes, model)

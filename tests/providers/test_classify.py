@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import aiohttp
 import orjson
 import pytest
 
@@ -14,6 +13,7 @@ from modelyard.errors import (
     UpstreamUnavailableError,
 )
 from modelyard.providers.classify import from_exception, from_response, retry_after, scrub
+from modelyard.providers.http1 import ProtocolError
 
 
 def _body(**err: object) -> bytes:
@@ -80,9 +80,6 @@ def test_scrub_removes_keys() -> None:
 
 def test_network_exceptions() -> None:
     assert isinstance(from_exception(TimeoutError(), "d"), UpstreamTimeoutError)
-    assert isinstance(
-        from_exception(aiohttp.ServerDisconnectedError(), "d"), UpstreamUnavailableError
-    )
-    assert isinstance(
-        from_exception(aiohttp.ClientPayloadError("cut"), "d"), UpstreamBadResponseError
-    )
+    assert isinstance(from_exception(ConnectionRefusedError(), "d"), UpstreamUnavailableError)
+    assert isinstance(from_exception(ConnectionResetError(), "d"), UpstreamUnavailableError)
+    assert isinstance(from_exception(ProtocolError("bad"), "d"), UpstreamBadResponseError)

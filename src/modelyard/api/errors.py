@@ -7,6 +7,7 @@ with the request id and answered as a plain 500.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -91,8 +92,30 @@ def validation_error(exc: ValidationError) -> InvalidRequestError:
     return InvalidRequestError(f"Invalid request: {where}{msg}{tail}", param=param or None)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+def gateway_middleware(id_prefix: str) -> Any:
+    """The one middleware: give the request an id, and answer every error in OpenAI's shape.
+
+    Request ids are a random per-process prefix and a counter: unique across
+    replicas and restarts, and far cheaper than a uuid per request. A client's
+    own ``X-Request-Id`` is kept when it is short and printable.
+    """
+    counter = itertools.count()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        rid = request.headers.get("X-Request-Id")
+        if not rid or len(rid) > 128 or not rid.isprintable():
+            rid = f"req_{id_prefix}{next(counter):08x}"
+        request[REQUEST_ID] = rid
+        response = await _answer(request, handler)
+        if not response.prepared:
+            response.headers["X-Request-Id"] = rid
+        return response
+
+    return middleware
+
+
+async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response

@@ -67,20 +67,21 @@ class _Call:
         u = self.usage
         self.request.app[REQUEST_LOG].record(
             RequestRecord(
-                id=self.request[REQUEST_ID],
-                endpoint=self.endpoint,
-                model=self.model,
-                deployment=dep.name,
-                provider=dep.provider,
-                status=error.status if error else status,
-                stream=self.stream,
-                latency_ms=(time.perf_counter() - self.t0) * 1000,
-                input_tokens=u.input_tokens,
-                output_tokens=u.output_tokens,
-                cached_input_tokens=u.cached_input_tokens,
-                reasoning_tokens=u.reasoning_tokens,
-                ttft_ms=self.ttft,
-                error_type=type(error).__name__ if error else None,
+                self.request[REQUEST_ID],
+                time.time(),
+                self.endpoint,
+                self.model,
+                dep.name,
+                dep.provider,
+                error.status if error else status,
+                self.stream,
+                (time.perf_counter() - self.t0) * 1000,
+                u.input_tokens,
+                u.output_tokens,
+                u.cached_input_tokens,
+                u.reasoning_tokens,
+                self.ttft,
+                type(error).__name__ if error else None,
             )
         )
 

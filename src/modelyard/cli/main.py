@@ -15,6 +15,7 @@ app = typer.Typer(
     help="A model-agnostic AI gateway.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 
 

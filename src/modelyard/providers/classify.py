@@ -8,14 +8,12 @@ vendor's message is kept, with anything that looks like a credential removed.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
 from modelyard.errors import (
@@ -32,6 +30,7 @@ from modelyard.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from modelyard.providers.http1 import ProtocolError
 
 STATUS_TABLE: dict[int, type[GatewayError]] = {
     400: InvalidRequestError,
@@ -150,23 +149,22 @@ def from_response(
 
 
 def from_exception(exc: BaseException, deployment: str) -> GatewayError:
+    """A network failure on the way to or from an upstream."""
     if isinstance(exc, GatewayError):
         return exc
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    name = f"deployment {deployment!r}"
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeoutError(
-            f"deployment {deployment!r}: the upstream did not answer in time", deployment=deployment
+            f"{name}: the upstream did not answer in time", deployment=deployment
         )
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError):
-        return UpstreamUnavailableError(
-            f"deployment {deployment!r}: cannot reach the upstream ({type(exc).__name__})",
-            deployment=deployment,
-        )
-    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+    if isinstance(exc, ProtocolError):
         return UpstreamBadResponseError(
-            f"deployment {deployment!r}: the upstream answer was cut off or malformed",
-            deployment=deployment,
+            f"{name}: the upstream's answer was malformed ({exc})", deployment=deployment
+        )
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return UpstreamUnavailableError(
+            f"{name}: the upstream closed the connection", deployment=deployment
         )
     return UpstreamUnavailableError(
-        f"deployment {deployment!r}: upstream connection failed ({type(exc).__name__})",
-        deployment=deployment,
+        f"{name}: cannot reach the upstream ({type(exc).__name__})", deployment=deployment
     )

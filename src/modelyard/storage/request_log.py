@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import (
     Boolean,
@@ -36,27 +35,30 @@ metadata = MetaData()
 requests_table = Table(
     "requests",
     metadata,
-    Column("id", String(64), primary_key=True),
-    Column("ts", Float, nullable=False, index=True),
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("id", String(128), nullable=False),  # the request id clients see
+    Column("ts", Float, nullable=False),
     Column("endpoint", String(32), nullable=False),
     Column("model", String(200), nullable=False),
     Column("deployment", String(200)),
     Column("provider", String(40)),
     Column("status", Integer, nullable=False),
     Column("stream", Boolean, nullable=False),
+    Column("latency_ms", Float, nullable=False),
     Column("input_tokens", Integer, nullable=False, default=0),
     Column("output_tokens", Integer, nullable=False, default=0),
     Column("cached_input_tokens", Integer, nullable=False, default=0),
     Column("reasoning_tokens", Integer, nullable=False, default=0),
-    Column("latency_ms", Float, nullable=False),
     Column("ttft_ms", Float),
     Column("error_type", String(64)),
 )
 
 
-@dataclass(slots=True)
-class RequestRecord:
+class RequestRecord(NamedTuple):
+    """One row of ``requests``, in column order (a tuple: cheap to build on the hot path)."""
+
     id: str
+    ts: float
     endpoint: str
     model: str
     deployment: str | None
@@ -70,7 +72,6 @@ class RequestRecord:
     reasoning_tokens: int = 0
     ttft_ms: float | None = None
     error_type: str | None = None
-    ts: float = 0.0
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -93,15 +94,19 @@ def create_db_engine(url: str) -> Engine:
 
 
 class RequestLog:
-    def __init__(self, engine: Engine, *, flush_interval: float = 0.25):
+    def __init__(self, engine: Engine, *, flush_interval: float = 0.5):
         self.engine = engine
         self._pending: list[RequestRecord] = []
         self._interval = flush_interval
         self._task: asyncio.Task[None] | None = None
+        compiled = insert(requests_table).compile(
+            dialect=engine.dialect, column_keys=list(RequestRecord._fields)
+        )
+        positional = compiled.positiontup == list(RequestRecord._fields)
+        # a positional dialect (SQLite) takes the tuples as they are
+        self._insert_sql: str | None = str(compiled) if positional else None
 
     def record(self, rec: RequestRecord) -> None:
-        if not rec.ts:
-            rec.ts = time.time()
         self._pending.append(rec)
 
     def start(self) -> None:
@@ -124,8 +129,12 @@ class RequestLog:
             self._pending[:0] = rows
 
     def _write(self, rows: list[RequestRecord]) -> None:
+        # the DB-API's executemany with plain tuples: a tenth of the cost of ORM-style dicts
         with self.engine.begin() as conn:
-            conn.execute(insert(requests_table), [asdict(r) for r in rows])
+            if self._insert_sql is not None:
+                conn.exec_driver_sql(self._insert_sql, rows)
+            else:
+                conn.execute(insert(requests_table), [r._asdict() for r in rows])
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
