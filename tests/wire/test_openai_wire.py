@@ -3,6 +3,8 @@ from __future__ import annotations
 import base64
 import struct
 
+import pytest
+
 from modelyard.types import (
     ChatChunk,
     ChatResponse,
@@ -97,3 +99,42 @@ def test_embeddings_base64_encodes_little_endian_float32() -> None:
     raw = base64.b64decode(d["data"][0]["embedding"])
     assert struct.unpack("<2f", raw) == (0.5, -1.0)
     assert d["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+
+
+def _stream(include_usage_chunk: bool = True) -> bytes:
+    events = [
+        b'data: {"choices":[{"index":0,"delta":{"content":"h\xc3\xa9"}}],"usage":null}\n\n',
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}\n\n',
+    ]
+    if include_usage_chunk:
+        events.append(b'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}\n\n')
+    return b"".join(events) + b"data: [DONE]\n\n"
+
+
+@pytest.mark.parametrize("size", [1, 3, 17, 10_000])
+@pytest.mark.parametrize("keep", [True, False])
+def test_stream_relay_forwards_whole_events_and_finds_usage(size: int, keep: bool) -> None:
+    payload = _stream()
+    relay = wire.StreamRelay(keep_usage=keep)
+    out = b""
+    for i in range(0, len(payload), size):
+        piece = relay.feed(payload[i : i + size])
+        assert piece == b"" or piece.endswith(b"\n\n")  # never half an event
+        out += piece
+    out += relay.close()
+    assert relay.usage == Usage(input_tokens=4, output_tokens=2)
+    expected = payload if keep else _stream(include_usage_chunk=False)
+    assert out == expected
+
+
+def test_stream_relay_normalises_crlf_split_between_chunks() -> None:
+    payload = _stream().replace(b"\n", b"\r\n")
+    relay = wire.StreamRelay(keep_usage=True)
+    out = b"".join(relay.feed(payload[i : i + 2]) for i in range(0, len(payload), 2))
+    assert out + relay.close() == _stream()
+
+
+def test_stream_relay_flushes_an_unterminated_last_event() -> None:
+    relay = wire.StreamRelay(keep_usage=True)
+    assert relay.feed(b"data: [DONE]") == b""
+    assert relay.close() == b"data: [DONE]\n\n"

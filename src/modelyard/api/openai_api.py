@@ -31,7 +31,7 @@ from modelyard.types import (
     Usage,
 )
 from modelyard.wire import openai as wire
-from modelyard.wire.sse import DONE, SSEDecoder
+from modelyard.wire.sse import DONE
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
@@ -147,15 +147,6 @@ async def _proxy(
     return web.Response(body=reply.body, content_type=reply.content_type or "application/json")
 
 
-def _event_json(data: str) -> dict[str, Any]:
-    """A streamed event's JSON, or an empty dict for one the upstream mangled."""
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 async def _start_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
     response.headers["X-Request-Id"] = request[REQUEST_ID]
@@ -171,30 +162,29 @@ async def _proxy_stream(
     body: dict[str, Any],
     client_wants_usage: bool,
 ) -> web.StreamResponse:
+    """Relay an OpenAI-format stream as bytes, whole events at a time.
+
+    Events are cut at blank lines and forwarded unparsed; only an event that
+    carries usage is parsed (to account), and dropped when the gateway asked
+    for usage on the client's behalf. A client never sees half an event, so
+    an upstream failure mid-stream ends with a clean error event.
+    """
     upstream = provider.forward_stream(path, body)
-    decoder = SSEDecoder()
+    relay = wire.StreamRelay(keep_usage=client_wants_usage)
     response: web.StreamResponse | None = None
     try:
         async for chunk in upstream:
-            out: list[bytes] = []
-            for event in decoder.feed(chunk):
-                raw = event.raw
-                if any(m in raw for m in _USAGE_MARKERS):
-                    data = _event_json(event.data)
-                    call.usage = wire.usage_from_dict(data.get("usage"))
-                    if not client_wants_usage and not data.get("choices"):
-                        continue
-                elif event.data == "[DONE]":
-                    continue  # written once at the end
-                out.append(raw)
+            out = relay.feed(chunk)
+            if relay.usage is not None:
+                call.usage = relay.usage
             if not out:
                 continue
             if response is None:
-                # nothing is sent until the upstream has produced an event, so an
-                # error before that still gets a proper status
+                # nothing is sent before the upstream's first event, so an error
+                # until then still gets a proper status
                 call.first_token()
                 response = await _start_stream(request)
-            await response.write(b"".join(out))
+            await response.write(out)
     except GatewayError as err:
         if response is None:
             raise
@@ -205,7 +195,9 @@ async def _proxy_stream(
         await upstream.aclose()  # type: ignore[attr-defined]
     if response is None:
         response = await _start_stream(request)
-    await response.write(DONE)
+    await response.write(relay.close())
+    if relay.usage is not None:
+        call.usage = relay.usage
     call.done()
     return response
 

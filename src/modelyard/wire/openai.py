@@ -11,6 +11,8 @@ import base64
 import struct
 from typing import Any
 
+import orjson
+
 from modelyard.types import (
     ChatChunk,
     ChatRequest,
@@ -271,3 +273,74 @@ def passthrough_body(
 def chat_request_to_dict(req: ChatRequest) -> dict[str, Any]:
     """The internal request as an OpenAI body (for a request that came in another format)."""
     return req.model_dump(mode="json", exclude_none=True, by_alias=True, exclude_defaults=False)
+
+
+# ------------------------------------------------------------ byte relay
+
+
+class StreamRelay:
+    """Cuts an OpenAI SSE byte stream into whole events, unparsed, and finds its usage.
+
+    Only an event that carries usage is parsed; a usage-only event is dropped
+    unless ``keep_usage`` (the gateway asks upstreams for usage on every
+    stream, and a client that did not ask must not get it). CRLF line ends
+    are normalised to LF.
+    """
+
+    __slots__ = ("_buf", "_keep_usage", "usage")
+
+    def __init__(self, *, keep_usage: bool):
+        self._buf = b""
+        self._keep_usage = keep_usage
+        self.usage: Usage | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self._buf + chunk
+        if b"\r" in buf:  # CRLF or CR line ends: normalise, keeping a trailing CR back
+            held = buf.endswith(b"\r")
+            buf = buf[:-1] if held else buf
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buf += b"\r"
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            self._buf = buf
+            return b""
+        ready, self._buf = buf[: cut + 2], buf[cut + 2 :]
+        if b'"usage":' in ready or b'"usage" :' in ready:
+            ready = self._account(ready)
+        return ready
+
+    def _account(self, ready: bytes) -> bytes:
+        kept: list[bytes] = []
+        for event in ready.split(b"\n\n")[:-1]:
+            if b'"usage"' in event:
+                data = _event_json(_event_data(event))
+                usage = data.get("usage")
+                if usage:
+                    self.usage = usage_from_dict(usage)
+                    if not self._keep_usage and not data.get("choices"):
+                        continue
+            kept.append(event + b"\n\n")
+        return b"".join(kept)
+
+    def close(self) -> bytes:
+        """What is left when the upstream ends: a last unterminated event, if any."""
+        rest = self._buf.rstrip(b"\r\n")
+        self._buf = b""
+        return self._account(rest + b"\n\n") if rest else b""
+
+
+def _event_data(event: bytes) -> str:
+    lines = [
+        line[5:].removeprefix(b" ") for line in event.split(b"\n") if line.startswith(b"data:")
+    ]
+    return b"\n".join(lines).decode("utf-8", errors="replace")
+
+
+def _event_json(data: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
