@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 import httptools
 
 _HIGH_WATER = 64  # chunks buffered before reading from the socket pauses
-_LOW_WATER = 8
 
 
 class ProtocolError(Exception):
@@ -57,8 +56,8 @@ class Response:
         self.status = 0
         self.headers: dict[str, str] = {}
 
-    def iter_chunks(self) -> AsyncIterator[bytes]:
-        return self._conn.body()
+    def iter_chunks(self, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
+        return self._conn.body(idle_timeout)
 
     async def read(self) -> bytes:
         return b"".join([chunk async for chunk in self._conn.body()])
@@ -161,14 +160,22 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
         return self._head
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def body(self, idle_timeout: float | None = None) -> AsyncIterator[bytes]:
+        """The body as it arrives; what arrived between two reads comes as one piece.
+
+        ``idle_timeout`` bounds each wait for more bytes (``TimeoutError``).
+        """
         chunks = self._chunks
+        loop = asyncio.get_running_loop()
         while True:
-            while chunks:
-                yield chunks.popleft()
-                if self._paused and len(chunks) <= _LOW_WATER and self.transport:
+            if chunks:
+                piece = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                if self._paused and self.transport:
                     self._paused = False
                     self.transport.resume_reading()
+                yield piece
+                continue
             if self._complete:
                 if self._inflate is not None:
                     tail = self._inflate.flush()
@@ -178,9 +185,21 @@ class _Connection(asyncio.Protocol):
                 return
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-            self._waiter = None
+            waiter = self._waiter = loop.create_future()
+            timer = None
+            if idle_timeout is not None:
+                timer = loop.call_later(idle_timeout, self._idle, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+
+    @staticmethod
+    def _idle(waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_exception(TimeoutError("the upstream went silent"))
 
     def finish(self) -> None:
         if self._complete and self._keep_alive and not self.closed and not self._chunks:

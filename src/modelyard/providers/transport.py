@@ -103,13 +103,7 @@ class Transport:
                 async with asyncio.timeout(timeout):
                     data = await resp.read()
                 raise from_response(resp.status, data, resp.headers, deployment)
-            chunks = resp.iter_chunks()
-            while True:
-                try:
-                    async with asyncio.timeout(timeout):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    return
+            async for chunk in resp.iter_chunks(idle_timeout=timeout):
                 yield chunk
         except _NETWORK_ERRORS as exc:
             raise from_exception(exc, deployment) from exc
