@@ -128,8 +128,12 @@ class _Connection(asyncio.Protocol):
         if self._inflate is not None:
             body = self._inflate.decompress(body)
         self._received += len(body)
+        if self._error is not None:
+            return
         if self._received > self.limit:
-            raise ProtocolError(f"the upstream answer is larger than {self.limit} bytes")
+            self._fail(ProtocolError(f"the upstream answer is larger than {self.limit} bytes"))
+            self.close()
+            return
         if body:
             self._chunks.append(body)
             if len(self._chunks) >= _HIGH_WATER and not self._paused and self.transport:
@@ -138,6 +142,8 @@ class _Connection(asyncio.Protocol):
             self._wake()
 
     def on_message_complete(self) -> None:
+        if self._error is not None:
+            return
         self._complete = True
         self._wake()
 
@@ -176,6 +182,8 @@ class _Connection(asyncio.Protocol):
                     self.transport.resume_reading()
                 yield piece
                 continue
+            if self._error is not None:
+                raise self._error
             if self._complete:
                 if self._inflate is not None:
                     tail = self._inflate.flush()
@@ -183,8 +191,6 @@ class _Connection(asyncio.Protocol):
                     if tail:
                         yield tail
                 return
-            if self._error is not None:
-                raise self._error
             waiter = self._waiter = loop.create_future()
             timer = None
             if idle_timeout is not None:
