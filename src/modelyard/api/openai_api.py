@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -90,47 +90,52 @@ def _json(data: Any) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 
-async def _guard(call: _Call, work: Callable[[], Any]) -> web.StreamResponse:
-    try:
-        response: web.StreamResponse = await work()
-    except GatewayError as err:
-        call.done(error=err)
-        raise
-    return response
-
-
 # ---------------------------------------------------------------- chat
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     req = parse(ChatRequest, body)
+    return await _generate(
+        request,
+        "chat",
+        "chat/completions",
+        body,
+        req,
+        lambda p: p.chat(req),
+        lambda p: p.chat_stream(req),
+        wire.chat_response_to_dict,
+        wire.chat_chunk_to_dict,
+    )
+
+
+async def _generate(
+    request: web.Request,
+    endpoint: str,
+    path: str,
+    body: dict[str, Any],
+    req: ChatRequest | CompletionRequest,
+    answer: Callable[[Provider], Awaitable[ChatResponse]],
+    stream: Callable[[Provider], AsyncIterator[ChatChunk]],
+    render: Callable[[ChatResponse], dict[str, Any]],
+    render_chunk: Callable[[ChatChunk], dict[str, Any]],
+) -> web.StreamResponse:
+    """Serve a generation: bytes relayed to an OpenAI-speaking upstream, else translated."""
     provider = request.app[DIRECTORY].resolve(req.model)
-    call = _Call(request, "chat", req.model, provider, req.stream)
-    if isinstance(provider, OpenAICompatibleProvider):
+    call = _Call(request, endpoint, req.model, provider, req.stream)
+    try:
+        if isinstance(provider, OpenAICompatibleProvider):
+            if req.stream:
+                return await _proxy_stream(request, call, provider, path, body, req.include_usage)
+            return await _proxy(call, provider, path, body)
         if req.stream:
-            return await _guard(
-                call,
-                lambda: _proxy_stream(
-                    request, call, provider, "chat/completions", body, req.include_usage
-                ),
+            return await _typed_stream(
+                request, call, stream(provider), render_chunk, req.include_usage
             )
-        return await _guard(call, lambda: _proxy(call, provider, "chat/completions", body))
-    if req.stream:
-        return await _guard(
-            call,
-            lambda: _typed_stream(
-                request, call, provider.chat_stream(req), wire.chat_chunk_to_dict, req.include_usage
-            ),
-        )
-    resp = await _guard(call, lambda: _typed(call, provider.chat(req), wire.chat_response_to_dict))
-    return resp
-
-
-async def _typed(
-    call: _Call, pending: Any, render: Callable[[Any], dict[str, Any]]
-) -> web.Response:
-    result = await pending
+        result = await answer(provider)
+    except GatewayError as err:
+        call.done(error=err)  # an error before anything was sent; mid-stream ones are logged there
+        raise
     call.usage = result.usage
     call.done()
     return _json(render(result))
@@ -283,29 +288,17 @@ def _completion_chunk_dict(chunk: ChatChunk) -> dict[str, Any]:
 async def completions(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     req = parse(CompletionRequest, body)
-    provider = request.app[DIRECTORY].resolve(req.model)
-    call = _Call(request, "completions", req.model, provider, req.stream)
-    if isinstance(provider, OpenAICompatibleProvider):
-        if req.stream:
-            return await _guard(
-                call,
-                lambda: _proxy_stream(
-                    request, call, provider, "completions", body, req.include_usage
-                ),
-            )
-        return await _guard(call, lambda: _proxy(call, provider, "completions", body))
-    if req.stream:
-        return await _guard(
-            call,
-            lambda: _typed_stream(
-                request,
-                call,
-                provider.complete_stream(req),
-                _completion_chunk_dict,
-                req.include_usage,
-            ),
-        )
-    return await _guard(call, lambda: _typed(call, provider.complete(req), _completion_dict))
+    return await _generate(
+        request,
+        "completions",
+        "completions",
+        body,
+        req,
+        lambda p: p.complete(req),
+        lambda p: p.complete_stream(req),
+        _completion_dict,
+        _completion_chunk_dict,
+    )
 
 
 # ------------------------------------------------------------ embeddings
@@ -316,16 +309,16 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     req = parse(EmbeddingRequest, body)
     provider = request.app[DIRECTORY].resolve(req.model, kind="embeddings")
     call = _Call(request, "embeddings", req.model, provider, False)
-
-    async def work() -> web.Response:
+    try:
         result = await provider.embed(req)
-        call.usage = result.usage
-        call.done()
-        out = wire.embedding_response_to_dict(result, req.encoding_format)
-        out["model"] = req.model
-        return _json(out)
-
-    return await _guard(call, work)
+    except GatewayError as err:
+        call.done(error=err)
+        raise
+    call.usage = result.usage
+    call.done()
+    out = wire.embedding_response_to_dict(result, req.encoding_format)
+    out["model"] = req.model
+    return _json(out)
 
 
 # ---------------------------------------------------------------- models
