@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable, Iterator
 
 import openai
+import orjson
 import pytest
+from aiohttp import web
 
 from tests.conftest import UPSTREAM_KEY, Gateway
-from tests.fakes.harness import LoopbackServer, Recorder, error_response
+from tests.fakes.harness import LoopbackServer, Recorded, Recorder, error_response
 
 CONFIG = """
 embedded_models: false
@@ -245,3 +247,35 @@ def test_requests_are_logged_to_sqlite(client: openai.OpenAI, gateway: Gateway) 
                 (rid,),
             ).fetchall()
     assert rows == [("chat", "bench", 200, 11, 2)]
+
+
+def test_upstream_dying_mid_stream_ends_with_an_error_event(
+    client: openai.OpenAI, openai_upstream: tuple[LoopbackServer, Recorder]
+) -> None:
+    async def dies(request: web.Request, rec: Recorded) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for word in ("Hello", " there"):
+            chunk = {
+                "id": "c1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "bench-model",
+                "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}],
+            }
+            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await resp.write(b'data: {"id": "c1", "choices": [{"ind')  # half an event, then gone
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    openai_upstream[1].script.append(dies)
+    stream = client.chat.completions.create(
+        model="bench", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    seen: list[str] = []
+    with pytest.raises(openai.APIError) as info:
+        for chunk in stream:
+            seen.append(chunk.choices[0].delta.content or "")
+    assert seen == ["Hello", " there"]  # whole events only; the half event never reached us
+    assert "bench" in info.value.message
