@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml constraints.txt scripts/install.sh
 	scripts/install.sh
 	touch $(STAMP)
 

@@ -22,4 +22,4 @@ if ! compgen -G "$CACHE/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$VENV/bin/pip" wheel --no-deps -w "$CACHE" \
     "llama-cpp-python==$LLAMA_VERSION"
 fi
-"$VENV/bin/pip" install --find-links "$CACHE" -e ".[local,dev]"
+"$VENV/bin/pip" install --find-links "$CACHE" -c constraints.txt -e ".[local,dev]"
