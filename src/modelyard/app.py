@@ -10,9 +10,9 @@ from aiohttp import web
 
 from modelyard.api import health, openai_api
 from modelyard.api.context import (
-    DIRECTORY,
     MAX_BODY_BYTES,
     REQUEST_LOG,
+    ROUTER,
     SETTINGS,
     TRANSPORT,
 )
@@ -20,7 +20,7 @@ from modelyard.api.errors import gateway_middleware
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import HOSTS
 from modelyard.providers.transport import Transport
-from modelyard.routing.directory import ModelDirectory
+from modelyard.routing.router import Router
 from modelyard.settings import Deployment, Settings
 from modelyard.storage.request_log import RequestLog, create_db_engine, sqlite_url
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[TRANSPORT] = transport
-    app[DIRECTORY] = ModelDirectory(settings, providers)
+    app[ROUTER] = Router(settings, providers)
     app[REQUEST_LOG] = request_log
     app[MAX_BODY_BYTES] = settings.server.max_body_bytes
 

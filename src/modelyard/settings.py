@@ -28,6 +28,9 @@ from pydantic import (
 
 from modelyard.errors import ConfigError, MissingCredentialError
 from modelyard.providers.registry import HOSTS, NATIVE_PROVIDERS
+from modelyard.routing.config import Contract, HealthSettings, RouteConfig
+
+Capability = Literal["tools", "json_schema", "images"]
 
 LOCAL_CHAT = "gemma-3-270m"
 LOCAL_EMBEDDINGS = "all-minilm-l6-v2"
@@ -58,6 +61,9 @@ class Deployment(_Section):
     timeout: float = Field(default=600.0, gt=0)
     prices: Prices | None = None
     kind: Literal["chat", "embeddings"] = "chat"
+    contract: Contract | None = None
+    #: what the model can do: tools, json_schema, images; None: what its provider can
+    capabilities: list[Capability] | None = None
 
     @field_validator("provider")
     @classmethod
@@ -93,6 +99,8 @@ class Settings(_Section):
     embedded_models: bool = True
     deployments: list[Deployment] = Field(default_factory=list)
     aliases: dict[str, str] = Field(default_factory=dict)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    health: HealthSettings = Field(default_factory=HealthSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -129,7 +137,21 @@ class Settings(_Section):
                 raise ValueError(f"alias {alias!r} points at unknown deployment {target!r}")
             if alias in seen:
                 raise ValueError(f"alias {alias!r} has the name of a deployment")
+        routes: set[str] = set()
+        for route in self.routes:
+            check_route(route, seen)
+            if route.name in routes or route.name in self.aliases:
+                raise ValueError(f"route name {route.name!r} is used twice")
+            routes.add(route.name)
         return self
+
+    def all_routes(self) -> list[RouteConfig]:
+        """Declared routes, and each alias as a one-deployment route."""
+        aliases = [
+            RouteConfig.model_validate({"name": alias, "deployments": [target]})
+            for alias, target in self.aliases.items()
+        ]
+        return [*self.routes, *aliases]
 
     def deployment(self, name: str) -> Deployment | None:
         target = self.aliases.get(name, name)
@@ -137,6 +159,15 @@ class Settings(_Section):
             if dep.name == target:
                 return dep
         return None
+
+
+def check_route(route: RouteConfig, deployments: set[str]) -> None:
+    """A route may only name deployments that exist, and not share a deployment's name."""
+    if route.name in deployments:
+        raise ValueError(f"route {route.name!r} has the name of a deployment")
+    for member in route.deployments:
+        if member.name not in deployments:
+            raise ValueError(f"route {route.name!r} names unknown deployment {member.name!r}")
 
 
 def credential(dep: Deployment, env: dict[str, str] | None = None) -> str | None:

@@ -34,6 +34,11 @@ deployments:
     base_url: {url}
     api_version: "2024-10-21"
     api_key_env: BENCH_KEY
+  - name: bench-limited
+    provider: openai-compatible
+    model: bench-model
+    base_url: {url}/v1
+    api_key_env: BENCH_KEY
 aliases:
   fast: bench
 """
@@ -189,9 +194,19 @@ def test_upstream_429_reaches_client_with_retry_after(
         )
     )
     with pytest.raises(openai.RateLimitError) as info:
-        client.chat.completions.create(model="bench", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="bench-limited", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.response.headers["retry-after"] == "7"
     assert "Rate limit reached" in info.value.message
+    # the deployment now cools down as the upstream asked: the gateway does not call it
+    calls = len(openai_upstream[1].requests)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(
+            model="bench-limited", messages=[{"role": "user", "content": "x"}]
+        )
+    assert len(openai_upstream[1].requests) == calls
+    assert int(info.value.response.headers["retry-after"]) in (6, 7)
 
 
 def test_upstream_key_error_is_scrubbed(

@@ -29,6 +29,10 @@ deployments:
     provider: gemini
     model: gemini-2.5-flash
     base_url: {gemini}
+  - name: gemini-limited
+    provider: gemini
+    model: gemini-2.5-flash
+    base_url: {gemini}
 """
 
 TOOLS = [
@@ -192,19 +196,28 @@ def test_json_schema_output(client: openai.OpenAI, model: str) -> None:
     assert resp.choices[0].finish_reason == "stop"
 
 
-def test_vendor_errors_are_classified(
+def test_vendor_errors_are_classified_after_one_retry(
     client: openai.OpenAI, fakes: dict[str, tuple[LoopbackServer, Recorder]]
 ) -> None:
     async def overloaded(request: object, rec: Recorded) -> object:
         return anthropic_error(529, "overloaded_error", "Overloaded")
 
-    fakes["claude"][1].script.append(overloaded)  # type: ignore[arg-type]
+    claude = fakes["claude"][1]
+    before = len(claude.requests)
+    claude.script.extend([overloaded, overloaded])  # type: ignore[list-item]
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 503
-    fakes["gemini"][1].script.append(google_error_handler(429, "RESOURCE_EXHAUSTED", "quota"))
+    assert len(claude.requests) - before == 2  # the first try and one retry, no more
+
+    gemini = fakes["gemini"][1]
+    before = len(gemini.requests)
+    gemini.script.append(google_error_handler(429, "RESOURCE_EXHAUSTED", "quota"))
     with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="gemini-limited", messages=[{"role": "user", "content": "x"}]
+        )
+    assert len(gemini.requests) - before == 1  # a 429 cools the deployment down: no retry
 
 
 def test_gemini_embeddings(client: openai.OpenAI) -> None:

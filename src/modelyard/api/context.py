@@ -5,12 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from modelyard.providers.transport import Transport
-from modelyard.routing.directory import ModelDirectory
+from modelyard.routing.router import Router
 from modelyard.settings import Settings
 from modelyard.storage.request_log import RequestLog
 
 SETTINGS = web.AppKey("settings", Settings)
-DIRECTORY = web.AppKey("directory", ModelDirectory)
+ROUTER = web.AppKey("router", Router)
 REQUEST_LOG = web.AppKey("request_log", RequestLog)
 TRANSPORT = web.AppKey("transport", Transport)
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)

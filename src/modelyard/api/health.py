@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from modelyard.api.context import DIRECTORY, REQUEST_LOG
+from modelyard.api.context import REQUEST_LOG, ROUTER
 from modelyard.errors import ModelyardError
 
 
@@ -37,7 +37,7 @@ async def readyz(request: web.Request) -> web.Response:
             message = exc.message if hasattr(exc, "message") else type(exc).__name__
             return provider.name, f"error: {message}"
 
-    results = await asyncio.gather(*(probe(p) for p in request.app[DIRECTORY].providers()))
+    results = await asyncio.gather(*(probe(p) for p in request.app[ROUTER].providers.values()))
     checks["providers"] = dict(results)
     ok = ok and all(v == "ok" for v in checks["providers"].values())
     body = {"status": "ready" if ok else "not_ready", "checks": checks}

@@ -10,23 +10,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     Engine,
     Float,
     Integer,
     MetaData,
     String,
     Table,
+    Text,
     create_engine,
     event,
     insert,
+    select,
     text,
 )
+
+from modelyard.routing.decision import Decision
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,18 @@ requests_table = Table(
     Column("reasoning_tokens", Integer, nullable=False, default=0),
     Column("ttft_ms", Float),
     Column("error_type", String(64)),
+)
+
+
+decisions_table = Table(
+    "routing_decisions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(128), nullable=False, index=True),
+    Column("ts", Float, nullable=False),
+    Column("route", String(200), nullable=False),
+    Column("chosen", String(200)),
+    Column("body", Text, nullable=False),  # the decision as JSON
 )
 
 
@@ -93,21 +112,62 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
+_DECISION_COLUMNS = ("request_id", "ts", "route", "chosen", "body")
+
+
+def _positional_sql(engine: Engine, table: Table, columns: tuple[str, ...]) -> str | None:
+    """The INSERT as the driver's SQL when the dialect takes tuples (SQLite), else None."""
+    compiled = insert(table).compile(dialect=engine.dialect, column_keys=list(columns))
+    return str(compiled) if compiled.positiontup == list(columns) else None
+
+
+def _insert(
+    conn: Connection,
+    sql: str | None,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+) -> None:
+    # the DB-API's executemany with plain tuples: a tenth of the cost of ORM-style dicts
+    if sql is not None:
+        conn.exec_driver_sql(sql, list(rows))
+    else:
+        conn.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in rows])
+
+
 class RequestLog:
     def __init__(self, engine: Engine, *, flush_interval: float = 0.5):
         self.engine = engine
         self._pending: list[RequestRecord] = []
+        self._decisions: list[Decision] = []
         self._interval = flush_interval
         self._task: asyncio.Task[None] | None = None
-        compiled = insert(requests_table).compile(
-            dialect=engine.dialect, column_keys=list(RequestRecord._fields)
-        )
-        positional = compiled.positiontup == list(RequestRecord._fields)
-        # a positional dialect (SQLite) takes the tuples as they are
-        self._insert_sql: str | None = str(compiled) if positional else None
+        self._request_sql = _positional_sql(engine, requests_table, RequestRecord._fields)
+        self._decision_sql = _positional_sql(engine, decisions_table, _DECISION_COLUMNS)
 
     def record(self, rec: RequestRecord) -> None:
         self._pending.append(rec)
+
+    def record_decision(self, decision: Decision) -> None:
+        self._decisions.append(decision)
+
+    async def find_decision(self, request_id: str) -> dict[str, Any] | None:
+        """A stored decision, whether or not it has been written yet."""
+        for decision in reversed(self._decisions):
+            if decision.request_id == request_id:
+                return decision.to_dict()
+        return await asyncio.to_thread(self._read_decision, request_id)
+
+    def _read_decision(self, request_id: str) -> dict[str, Any] | None:
+        query = (
+            select(decisions_table.c.body)
+            .where(decisions_table.c.request_id == request_id)
+            .order_by(decisions_table.c.seq.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            body = conn.execute(query).scalar()
+        return None if body is None else dict(orjson.loads(body))
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -118,23 +178,33 @@ class RequestLog:
             await self.flush()
 
     async def flush(self) -> None:
-        if not self._pending:
+        if not self._pending and not self._decisions:
             return
         rows, self._pending = self._pending, []
+        decisions, self._decisions = self._decisions, []
         try:
-            await asyncio.to_thread(self._write, rows)
+            await asyncio.to_thread(self._write, rows, decisions)
         except Exception:
             # keep the rows for the next attempt rather than lose them
             log.exception("request log write failed; %d rows kept for retry", len(rows))
             self._pending[:0] = rows
+            self._decisions[:0] = decisions
 
-    def _write(self, rows: list[RequestRecord]) -> None:
-        # the DB-API's executemany with plain tuples: a tenth of the cost of ORM-style dicts
+    def _write(self, rows: list[RequestRecord], decisions: list[Decision]) -> None:
         with self.engine.begin() as conn:
-            if self._insert_sql is not None:
-                conn.exec_driver_sql(self._insert_sql, rows)
-            else:
-                conn.execute(insert(requests_table), [r._asdict() for r in rows])
+            if decisions:
+                _insert(
+                    conn,
+                    self._decision_sql,
+                    decisions_table,
+                    _DECISION_COLUMNS,
+                    [
+                        (d.request_id, d.ts, d.route, d.chosen, orjson.dumps(d.to_dict()).decode())
+                        for d in decisions
+                    ],
+                )
+            if rows:
+                _insert(conn, self._request_sql, requests_table, RequestRecord._fields, rows)
 
     def ping(self) -> None:
         with self.engine.connect() as conn:

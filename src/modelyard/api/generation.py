@@ -1,0 +1,251 @@
+"""Serving one generation through the router, in the OpenAI wire format.
+
+Every request is routed (``modelyard.routing.router``): the router makes the
+attempts, and an attempt here is one call to one provider. A stream's attempt
+ends when its first whole event is in hand; after that the bytes go to the
+client and nothing is retried: an upstream failure ends the stream with an
+error event. When the provider speaks OpenAI too, its bytes are relayed
+unparsed (``wire.openai.StreamRelay``); otherwise chunks are translated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from modelyard.api.context import REQUEST_ID, REQUEST_LOG, ROUTER
+from modelyard.api.errors import stream_error_event
+from modelyard.errors import GatewayError, UpstreamError
+from modelyard.providers.base import Provider
+from modelyard.providers.openai_compat import OpenAICompatibleProvider
+from modelyard.routing.filters import Demand
+from modelyard.routing.router import Plan
+from modelyard.storage.request_log import RequestRecord
+from modelyard.types import ChatChunk, ChatRequest, ChatResponse, CompletionRequest, Usage
+from modelyard.wire import openai as wire
+from modelyard.wire.sse import DONE
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+DEPLOYMENT_HEADER = "X-Modelyard-Deployment"
+
+Pieces = AsyncGenerator[bytes, None]
+
+
+class Call:
+    """Timing and accounting of one request, written to the request log at the end."""
+
+    __slots__ = (
+        "endpoint",
+        "logged",
+        "model",
+        "provider",
+        "request",
+        "stream",
+        "t0",
+        "ttft",
+        "usage",
+    )
+
+    def __init__(self, request: web.Request, endpoint: str, model: str, stream: bool):
+        self.request = request
+        self.endpoint = endpoint
+        self.model = model
+        self.provider: Provider | None = None
+        self.stream = stream
+        self.t0 = time.perf_counter()
+        self.ttft: float | None = None
+        self.usage = Usage()
+        self.logged = False
+
+    def done(self, error: GatewayError | None = None, *, gone: bool = False) -> None:
+        """Log the request; ``gone``: the client went away before the answer ended (499)."""
+        if self.logged:
+            return
+        self.logged = True
+        dep = self.provider.deployment if self.provider else None
+        u = self.usage
+        self.request.app[REQUEST_LOG].record(
+            RequestRecord(
+                self.request[REQUEST_ID],
+                time.time(),
+                self.endpoint,
+                self.model,
+                dep.name if dep else None,
+                dep.provider if dep else None,
+                499 if gone else error.status if error else 200,
+                self.stream,
+                (time.perf_counter() - self.t0) * 1000,
+                u.input_tokens,
+                u.output_tokens,
+                u.cached_input_tokens,
+                u.reasoning_tokens,
+                self.ttft,
+                "ClientDisconnected" if gone else type(error).__name__ if error else None,
+            )
+        )
+
+
+def demand(request: web.Request, req: ChatRequest | CompletionRequest) -> Demand:
+    """What the request needs from a deployment: contract inputs, size and capabilities."""
+    caps: set[str] = set()
+    output = req.max_tokens or 0
+    if isinstance(req, ChatRequest):
+        output = req.output_limit or 0
+        if req.tools:
+            caps.add("tools")
+        if req.response_format is not None and req.response_format.type != "text":
+            caps.add("json_schema")
+        if any(m.has_image for m in req.messages):
+            caps.add("images")
+    regions = request.headers.get("X-Data-Region")
+    return Demand(
+        kind="stateless",
+        classification=request.headers.get("X-Data-Classification"),
+        regions=frozenset(r.strip() for r in regions.split(",")) if regions else None,
+        tokens=(request.content_length or 0) // 4 + output,  # ~4 bytes a token
+        capabilities=frozenset(caps),
+    )
+
+
+async def generate(
+    request: web.Request,
+    endpoint: str,
+    path: str,
+    body: dict[str, Any],
+    req: ChatRequest | CompletionRequest,
+    answer: Callable[[Provider], Awaitable[ChatResponse]],
+    stream: Callable[[Provider], AsyncIterator[ChatChunk]],
+    render: Callable[[ChatResponse], dict[str, Any]],
+    render_chunk: Callable[[ChatChunk], dict[str, Any]],
+) -> web.StreamResponse:
+    router = request.app[ROUTER]
+    plan = router.plan(req.model, demand(request, req), request_id=request[REQUEST_ID])
+    call = Call(request, endpoint, req.model, req.stream)
+    try:
+        if req.stream:
+
+            def pieces(p: Provider) -> Pieces:
+                if isinstance(p, OpenAICompatibleProvider):
+                    return _relay(call, p.forward_stream(path, body), req.include_usage)
+                return _translate(call, stream(p), render_chunk, req.include_usage)
+
+            return await _serve_stream(request, call, plan, pieces)
+
+        async def once(p: Provider) -> tuple[Usage, bytes]:
+            if isinstance(p, OpenAICompatibleProvider):
+                reply = await p.forward(path, body)
+                return _usage_of(reply.body), reply.body
+            result = await answer(p)
+            return result.usage, orjson.dumps(render(result))
+
+        call.provider, (call.usage, data) = await router.run(plan, once)
+    except GatewayError as err:
+        call.done(error=err)
+        raise
+    except (asyncio.CancelledError, ConnectionError):
+        call.done(gone=True)
+        raise
+    finally:
+        request.app[REQUEST_LOG].record_decision(plan.decision)
+    call.done()
+    response = web.Response(body=data, content_type="application/json")
+    response.headers[DEPLOYMENT_HEADER] = call.provider.name
+    return response
+
+
+def _usage_of(body: bytes) -> Usage:
+    # the client gets the upstream's answer as it is, even one we cannot account
+    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return wire.usage_from_dict(orjson.loads(body).get("usage"))
+    return Usage()
+
+
+async def _serve_stream(
+    request: web.Request, call: Call, plan: Plan, pieces: Callable[[Provider], Pieces]
+) -> web.StreamResponse:
+    async def first_piece(p: Provider) -> tuple[bytes, Pieces]:
+        it = pieces(p)
+        try:
+            return await anext(it, b""), it
+        except BaseException:
+            await it.aclose()
+            raise
+
+    async def discard(found: tuple[bytes, Pieces]) -> None:
+        await found[1].aclose()
+
+    router = request.app[ROUTER]
+    call.provider, (first, rest) = await router.run(plan, first_piece, discard)
+    call.ttft = (time.perf_counter() - call.t0) * 1000
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    response.headers["X-Request-Id"] = request[REQUEST_ID]
+    response.headers[DEPLOYMENT_HEADER] = call.provider.name
+    try:
+        await response.prepare(request)
+        await response.write(first)
+        async for piece in rest:
+            await response.write(piece)
+    except GatewayError as err:
+        if isinstance(err, UpstreamError):
+            router.health[call.provider.name].failed(time.monotonic())
+        plan.decision.error = f"after the first byte: {err.message}"
+        await response.write(stream_error_event(err))
+        call.done(error=err)
+        return response
+    except (asyncio.CancelledError, ConnectionError):
+        call.done(gone=True)
+        raise
+    finally:
+        await rest.aclose()
+    call.done()
+    return response
+
+
+async def _relay(call: Call, upstream: AsyncIterator[bytes], keep_usage: bool) -> Pieces:
+    """An OpenAI-format upstream stream as whole events, relayed unparsed."""
+    relay = wire.StreamRelay(keep_usage=keep_usage)
+    try:
+        async for chunk in upstream:
+            out = relay.feed(chunk)
+            if relay.usage is not None:
+                call.usage = relay.usage
+            if out:
+                yield out
+        tail = relay.close()
+        if relay.usage is not None:
+            call.usage = relay.usage
+        if tail:
+            yield tail
+    finally:
+        await upstream.aclose()  # type: ignore[attr-defined]
+
+
+async def _translate(
+    call: Call,
+    chunks: AsyncIterator[ChatChunk],
+    render: Callable[[ChatChunk], dict[str, Any]],
+    keep_usage: bool,
+) -> Pieces:
+    """Internal chunks as OpenAI SSE events."""
+    try:
+        async for chunk in chunks:
+            if chunk.usage is not None:
+                call.usage = chunk.usage
+                if not keep_usage:
+                    if not chunk.choices:
+                        continue
+                    chunk.usage = None
+            yield b"data: " + orjson.dumps(render(chunk)) + b"\n\n"
+        yield DONE
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]

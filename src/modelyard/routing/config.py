@@ -1,0 +1,105 @@
+"""The configuration of routing: routes, their policies, health limits and contract terms.
+
+These are sections of ``modelyard.settings.Settings`` (YAML keys ``routes``,
+``health`` and a deployment's ``contract``), validated at start and again
+when the admin API replaces a route. Behaviour lives in the sibling modules.
+
+A route::
+
+    routes:
+      - name: assistant-chat
+        deployments: [primary, backup]          # or {name, weight, tier} items
+        policy: fallback                        # or weighted | latency | cost, or a list
+        retries: 1                              # extra tries per deployment, jittered backoff
+        timeout: 60                             # request deadline, seconds
+        hedge: {after_ms: 800}                  # or {percentile: 95}
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Interaction = Literal["stateless", "stateful"]
+PolicyName = Literal["fallback", "weighted", "latency", "cost"]
+POLICIES: tuple[PolicyName, ...] = ("fallback", "weighted", "latency", "cost")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Contract(_Section):
+    """Contract terms of a deployment, enforced before any policy chooses.
+
+    ``None`` means the term does not restrict. ``classifications`` are the data
+    classes a request may carry to this deployment (request header
+    ``X-Data-Classification``); ``region`` is where it runs, matched against a
+    request's ``X-Data-Region`` allow-list; ``exclusive`` names interaction
+    kinds that must go to this deployment while it is healthy;
+    ``committed_monthly_spend`` (USD) makes it preferred until the month's
+    spend reaches the commitment.
+    """
+
+    kinds: list[Interaction] | None = None
+    classifications: list[str] | None = None
+    region: str | None = None
+    exclusive: list[Interaction] = Field(default_factory=list)
+    committed_monthly_spend: float | None = Field(default=None, ge=0)
+
+
+class RouteMember(_Section):
+    name: str = Field(min_length=1)
+    weight: float = Field(default=1.0, gt=0)
+    tier: int = Field(default=0, ge=0)  # lower tiers are tried first
+
+
+class Hedge(_Section):
+    """Start the next candidate when the first has not answered within a threshold."""
+
+    after_ms: float | None = Field(default=None, gt=0)
+    percentile: float | None = Field(default=None, gt=0, lt=100)
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> Hedge:
+        if (self.after_ms is None) == (self.percentile is None):
+            raise ValueError("hedge needs exactly one of after_ms or percentile")
+        return self
+
+
+class RouteConfig(_Section):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/\-]+$")
+    deployments: list[RouteMember] = Field(min_length=1)
+    policy: list[PolicyName] = Field(default_factory=lambda: list[PolicyName](["fallback"]))
+    retries: int = Field(default=1, ge=0, le=10)
+    timeout: float | None = Field(default=None, gt=0)
+    hedge: Hedge | None = None
+
+    @field_validator("deployments", mode="before")
+    @classmethod
+    def _names_as_members(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("policy", mode="before")
+    @classmethod
+    def _policy_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RouteConfig:
+        names = [m.name for m in self.deployments]
+        if len(set(names)) != len(names):
+            raise ValueError(f"route {self.name!r} lists a deployment twice")
+        return self
+
+
+class HealthSettings(_Section):
+    failure_threshold: int = Field(default=5, ge=1)  # consecutive failures that open a breaker
+    open_seconds: float = Field(default=30.0, gt=0)  # before a half-open probe
+    cooldown_seconds: float = Field(default=5.0, ge=0)  # after a 429 without Retry-After
+    backoff_base_ms: float = Field(default=100.0, ge=0)
+    backoff_max_ms: float = Field(default=4000.0, ge=0)
+    latency_alpha: float = Field(default=0.2, gt=0, le=1)  # weight of a new latency sample
