@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from modelyard.api import health, openai_api
+from modelyard.api import admin, health, openai_api
 from modelyard.api.context import (
     MAX_BODY_BYTES,
     REQUEST_LOG,
@@ -83,4 +83,5 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
+    app.add_routes(admin.routes())
     return app

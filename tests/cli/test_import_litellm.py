@@ -100,7 +100,9 @@ router_settings:
 PROVIDERS = """
 model_list:
   - model_name: claude
-    litellm_params: {model: anthropic/claude-3-5-sonnet-20240620, api_key: os.environ/ANTHROPIC_API_KEY}
+    litellm_params:
+      model: anthropic/claude-3-5-sonnet-20240620
+      api_key: os.environ/ANTHROPIC_API_KEY
     model_info: {max_input_tokens: 200000, max_output_tokens: 8192}
   - model_name: gemini-flash
     litellm_params: {model: gemini/gemini-2.0-flash, api_key: os.environ/GEMINI_API_KEY}
@@ -121,7 +123,9 @@ model_list:
   - model_name: llama-fireworks
     litellm_params: {model: fireworks_ai/accounts/fireworks/models/llama-v3p1-8b-instruct}
   - model_name: router-claude
-    litellm_params: {model: openrouter/anthropic/claude-3.5-sonnet, api_key: os.environ/OPENROUTER_API_KEY}
+    litellm_params:
+      model: openrouter/anthropic/claude-3.5-sonnet
+      api_key: os.environ/OPENROUTER_API_KEY
   - model_name: local-llama
     litellm_params: {model: ollama_chat/llama3.1, api_base: "http://localhost:11434"}
   - model_name: qwen

@@ -29,6 +29,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from itertools import count
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,18 +46,12 @@ _PROVIDERS = {  # LiteLLM's model prefix -> modelyard provider
     "hosted_vllm": "vllm", "vllm": "vllm", "ollama": "ollama", "ollama_chat": "ollama",
     "custom_openai": "openai-compatible",
 }
-_UNPREFIXED = {  # a model without a prefix: LiteLLM knows it by its name
-    "gpt-": "openai", "chatgpt-": "openai", "o1": "openai", "o3": "openai", "o4": "openai",
-    "text-embedding-": "openai", "claude-": "anthropic",
-}
-_KEY_ENV = {  # LiteLLM's key variables where they differ from modelyard's defaults
-    "azure": "AZURE_API_KEY", "together": "TOGETHERAI_API_KEY",
-    "fireworks": "FIREWORKS_AI_API_KEY",
-}
-_POLICIES = {
-    "simple-shuffle": "weighted", "latency-based-routing": "latency",
-    "cost-based-routing": "cost",
-}
+_UNPREFIXED = {"openai": ("gpt-", "chatgpt-", "o1", "o3", "o4", "text-embedding-"),
+               "anthropic": ("claude-",)}  # a model without a prefix: LiteLLM knows its name
+_KEY_ENV = {"azure": "AZURE_API_KEY", "together": "TOGETHERAI_API_KEY",  # LiteLLM's names
+            "fireworks": "FIREWORKS_AI_API_KEY"}
+_POLICIES = {"simple-shuffle": "weighted", "latency-based-routing": "latency",
+             "cost-based-routing": "cost"}
 _HANDLED = {  # router_settings / litellm_settings keys that routes and health take
     "routing_strategy", "num_retries", "timeout", "request_timeout", "fallbacks",
     "default_fallbacks", "max_fallbacks", "allowed_fails", "cooldown_time", "model_group_alias",
@@ -76,10 +71,6 @@ _REASONS = {  # why a LiteLLM setting has no place in modelyard's config
     "context_window_fallbacks": "modelyard skips deployments whose context_window is too "
     "small before trying them; list larger-context deployments in the route instead",
     "content_policy_fallbacks": "modelyard has no content-policy fallbacks",
-    "cache": "response caching is not supported", "cache_params": "caching is not supported",
-    "success_callback": "logging callbacks are not supported",
-    "failure_callback": "logging callbacks are not supported",
-    "callbacks": "callbacks are not supported", "guardrails": "guardrails are not supported",
     "drop_params": "modelyard passes request parameters through",
     "litellm_credential_name": _CREDENTIALS, "credential_list": _CREDENTIALS,
     "supports_vision": _CAPABILITIES, "supports_function_calling": _CAPABILITIES,
@@ -90,6 +81,7 @@ _REASONS = {  # why a LiteLLM setting has no place in modelyard's config
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.:/\-]")
 PLACEHOLDER_URL = "https://replace-me.invalid"  # .invalid never resolves (RFC 6761)
 AZURE_API_VERSION = "2024-10-21"
+_NO_EQUIVALENT = "no modelyard equivalent"
 Report = list[str]
 Group = list[tuple[dict[str, Any], dict[str, Any]]]  # (deployment, LiteLLM routing facts)
 
@@ -102,22 +94,21 @@ def convert(
     ``env`` resolves ``os.environ/VAR`` in ``api_base`` and ``api_version``; keys
     are never resolved. Raises ``ConfigError`` when the input is not a LiteLLM config.
     """
-    if not isinstance(litellm, dict):
-        raise ConfigError("the top level must be a mapping")
-    report: Report = []
-    router, module = _section(litellm, "router_settings"), _section(litellm, "litellm_settings")
+    litellm = _mapping(litellm, None)
+    router, module = (_mapping(litellm.get(k), k) for k in ("router_settings", "litellm_settings"))
 
-    def setting(key: str) -> Any:
+    def setting(key: str) -> Any:  # router_settings win, as they do in LiteLLM
         return router[key] if key in router else module.get(key)
 
     entries = litellm.get("model_list") or []
     if not isinstance(entries, list):
         raise ConfigError("must be a list", key="model_list")
+    report: Report = []
     groups: dict[str, Group] = {}
     renamed: dict[str, str] = {}  # model_name -> route name
     leftovers: dict[str, list[str]] = {}  # a key not converted -> the groups that had it
     for i, entry in enumerate(entries):
-        group, params, info = _entry(entry, i)
+        group, params, info = _entry(entry, f"model_list[{i}]")
         where = f"model_list[{i}] ({group})"
         if "*" in group or "*" in params["model"]:
             report.append(f"{where}: wildcard models are not supported; entry skipped")
@@ -149,70 +140,69 @@ def convert(
     fallbacks, default = setting("fallbacks"), setting("default_fallbacks")
     table = _fallbacks(fallbacks, default, renamed, set(groups), report)
     depth = int(_number(setting("max_fallbacks")) or 5)
-    routes: dict[str, dict[str, Any]] = {}
-    for group in groups:
-        chain = [group]
-        _walk(group, table, depth, chain)
-        members: list[dict[str, Any]] = []
-        for name in chain:
-            first_tier = max((m["tier"] for m in members), default=-1) + 1
-            members += _members(groups[name], policy, first_tier)
-        tiers = [m["tier"] for m in members]
-        shared = any(tiers.count(t) > 1 for t in tiers)  # a tier for the policy to order
-        listed = [{k: v for k, v in m.items() if v} for m in members]
-        routes[group] = {
-            "name": group,
-            "deployments": [m if len(m) > 1 else m["name"] for m in listed],
-            "policy": policy if shared else "fallback",
-            **common,
-        }
-    _aliases(setting("model_group_alias"), routes, renamed, report)
+    routes = {group: _route(group, groups, table, depth, policy) | common for group in groups}
+    aliases = setting("model_group_alias")
+    for alias, target in aliases.items() if isinstance(aliases, dict) else []:
+        target = str(target.get("model") if isinstance(target, dict) else target)
+        route, name = routes.get(renamed.get(target, target)), _BAD_NAME_CHARS.sub("-", str(alias))
+        if route is None or name in routes:
+            report.append(f"model_group_alias {alias!r}: target unknown or name taken; skipped")
+        else:
+            routes[name] = {**route, "name": name}
 
     config: dict[str, Any] = {"embedded_models": embedded_models}
     config["deployments"] = [dep for group in groups.values() for dep, _ in group]
     config["routes"] = list(routes.values())
-    health: dict[str, Any] = {}
-    allowed_fails = _number(setting("allowed_fails"))
+    allowed_fails, cooldown = _number(setting("allowed_fails")), _number(setting("cooldown_time"))
+    health: dict[str, float] = {}
     if allowed_fails is not None:
         health["failure_threshold"] = max(int(allowed_fails), 0) + 1
-    cooldown = _number(setting("cooldown_time"))
     if cooldown and cooldown > 0:
         health["open_seconds"] = health["cooldown_seconds"] = cooldown
     if health:
         config["health"] = health
     for key, owners in leftovers.items():
-        reason = _REASONS.get(key.split(".", 1)[1], "no modelyard equivalent")
+        reason = _REASONS.get(key.split(".", 1)[1], _NO_EQUIVALENT)
         report.append(f"{key} (in {', '.join(dict.fromkeys(owners))}): not converted: {reason}")
-    _rest(litellm, report)
+    for section, value in litellm.items():  # everything outside model_list
+        if section == "model_list":
+            continue
+        if not isinstance(value, dict) or section == "environment_variables":
+            report.append(f"{section}: not converted: {_REASONS.get(section, _NO_EQUIVALENT)}")
+            continue
+        for key in value:
+            if key not in _HANDLED or section not in ("router_settings", "litellm_settings"):
+                report.append(
+                    f"{section}.{key}: not converted: {_REASONS.get(key, _NO_EQUIVALENT)}"
+                )
     return config, list(dict.fromkeys(report))
 
 
-def _section(litellm: dict[str, Any], key: str) -> dict[str, Any]:
-    value = litellm.get(key) or {}
-    if not isinstance(value, dict):
-        raise ConfigError("must be a mapping", key=key)
-    return value
+def _mapping(value: Any, key: str | None) -> dict[str, Any]:
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(
+            "must be a mapping" if key else "the top level must be a mapping", key=key
+        )
+    return dict(value or {})
 
 
-def _entry(entry: Any, i: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def _entry(entry: Any, key: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """model_name, and copies of litellm_params and model_info for the converter to consume."""
-    key = f"model_list[{i}]"
-    if not isinstance(entry, dict) or not isinstance(entry.get("model_name"), str | int | float):
-        raise ConfigError("each entry needs a model_name", key=key)
-    params, info = entry.get("litellm_params"), entry.get("model_info") or {}
-    if not isinstance(params, dict) or not isinstance(params.get("model"), str):
+    entry = _mapping(entry, key)
+    params, info = (
+        _mapping(entry.get("litellm_params"), key),
+        _mapping(entry.get("model_info"), key),
+    )
+    if not isinstance(entry.get("model_name"), str | int | float):
+        raise ConfigError("needs a model_name", key=key)
+    if not isinstance(params.get("model"), str):
         raise ConfigError("needs litellm_params.model", key=key)
-    if not isinstance(info, dict):
-        raise ConfigError("model_info must be a mapping", key=key)
-    return str(entry["model_name"]), dict(params), dict(info)
+    return str(entry["model_name"]), params, info
 
 
 def _free(name: str, taken: set[str]) -> str:
-    """``name``, or ``name-2``, ``name-3``... whichever is not taken yet."""
-    n = 1
-    while (name if n == 1 else f"{name}-{n}") in taken:
-        n += 1
-    return name if n == 1 else f"{name}-{n}"
+    """``name``, else the first of ``name-2``, ``name-3``... that is not taken."""
+    return next(c for n in count(1) if (c := name if n == 1 else f"{name}-{n}") not in taken)
 
 
 def _env_ref(value: Any) -> str | None:
@@ -236,11 +226,12 @@ def _resolve(value: Any, env: Mapping[str, str], what: str, report: Report) -> s
     variable = _env_ref(value)
     if variable is None:
         return None if value is None else str(value)
-    if env.get(variable):
-        report.append(f"{what}: taken from ${variable} as it was set at conversion")
-    else:
-        report.append(f"{what}: ${variable} was not set at conversion")
-    return env.get(variable) or None
+    found = env.get(variable) or None
+    said = (
+        "taken from ${} as it was set at conversion" if found else "${} was not set at conversion"
+    )
+    report.append(f"{what}: " + said.format(variable))
+    return found
 
 
 def _provider(model: str, params: dict[str, Any], custom_base: bool) -> tuple[str, str] | None:
@@ -249,7 +240,7 @@ def _provider(model: str, params: dict[str, Any], custom_base: bool) -> tuple[st
     if isinstance(custom, str):
         prefix, rest = custom, model
     elif not rest:  # no prefix: LiteLLM guesses from the model's name
-        return next(((p, model) for s, p in _UNPREFIXED.items() if model.startswith(s)), None)
+        return next(((p, model) for p, s in _UNPREFIXED.items() if model.startswith(s)), None)
     provider = _PROVIDERS.get(prefix)
     if provider == "openai" and custom_base:
         provider = "openai-compatible"
@@ -262,8 +253,9 @@ def _deployment(
     """A deployment (named later) and its routing facts; consumes what it converts."""
     raw_model, raw_base = params.pop("model"), params.pop("api_base", None)
     base_url = _resolve(raw_base, env, f"{where} api_base", report)
-    custom_base = raw_base is not None and "api.openai.com" not in (base_url or "")
-    found = _provider(raw_model, params, custom_base)
+    found = _provider(
+        raw_model, params, raw_base is not None and "api.openai.com" not in str(base_url)
+    )
     mode = info.pop("mode", None) or "chat"
     if found is None or mode not in ("chat", "completion", "embedding"):
         what = f"provider of {raw_model!r}" if found is None else f"mode {mode!r}"
@@ -289,7 +281,6 @@ def _deployment(
     if base_url is not None:
         dep["base_url"] = _base_url(provider, base_url.rstrip("/"))
     key = params.pop("api_key", None)
-    literal_key = isinstance(key, str) and not _env_ref(key) and key.lower() not in _NO_KEY
     if _env_ref(key):
         dep["api_key_env"] = _env_ref(key)
     elif key is None and provider in _KEY_ENV:
@@ -299,19 +290,16 @@ def _deployment(
         dep["headers"] = {str(k): str(v) for k, v in headers.items()}
     window = _number(info.pop("max_input_tokens", None)) or _number(info.pop("max_tokens", None))
     out = _number(info.pop("max_output_tokens", None)) or _number(params.pop("max_tokens", None))
+    timeout = _number(params.pop("timeout", None))
     for field, value in (("context_window", window), ("max_output_tokens", out)):
         if value and value >= 1:
             dep[field] = int(value)
-    timeout = _number(params.pop("timeout", None))
     if timeout and timeout > 0:
         dep["timeout"] = timeout
     prices = {}
-    for field, key in (
-        ("input", "input_cost_per_token"),
-        ("output", "output_cost_per_token"),
-        ("cached_input", "cache_read_input_token_cost"),
-    ):
-        per_token = _number(params.pop(key, None) if key in params else info.pop(key, None))
+    for field, cost in (("input", "input_cost_per_token"), ("output", "output_cost_per_token"),
+                        ("cached_input", "cache_read_input_token_cost")):  # fmt: skip
+        per_token = _number(params.pop(cost) if cost in params else info.pop(cost, None))
         if per_token is not None and per_token >= 0:
             prices[field] = round(per_token * 1e6, 6)  # modelyard prices per million tokens
     if "input" in prices and "output" in prices:
@@ -320,8 +308,9 @@ def _deployment(
         report.append(f"{where}: prices need both input and output cost; not converted")
     if isinstance(params.get("region_name"), str):
         dep["contract"] = {"region": params.pop("region_name")}
+    literal_key = isinstance(key, str) and not _env_ref(key) and key.lower() not in _NO_KEY
     facts = {"where": where, "literal_key": literal_key, "weight": params.pop("weight", None)}
-    facts.update(rpm=params.get("rpm"), tpm=params.get("tpm"))  # still reported: limits
+    facts |= {"rpm": params.get("rpm"), "tpm": params.get("tpm")}  # left in: reported as limits
     facts["order"] = _number(params.pop("order", None) or info.pop("order", None))
     return dep, facts
 
@@ -349,6 +338,24 @@ def _name_deployments(groups: dict[str, Group], report: Report) -> None:
                 )
 
 
+def _route(
+    group: str, groups: dict[str, Group], table: dict[str, list[str]], depth: int, policy: str
+) -> dict[str, Any]:
+    chain = [group]
+    _walk(group, table, depth, chain)
+    members: list[dict[str, Any]] = []
+    for name in chain:
+        members += _members(groups[name], policy, max((m["tier"] for m in members), default=-1) + 1)
+    tiers = [m["tier"] for m in members]
+    shared = any(tiers.count(t) > 1 for t in tiers)  # a tier with members for a policy to order
+    listed = [{k: v for k, v in m.items() if v} for m in members]
+    return {
+        "name": group,
+        "deployments": [m if len(m) > 1 else m["name"] for m in listed],
+        "policy": policy if shared else "fallback",
+    }
+
+
 def _members(group: Group, policy: str, first_tier: int) -> list[dict[str, Any]]:
     """Route members of one group: ``order`` as tiers, LiteLLM's shuffle weights as weights."""
     orders = sorted({f["order"] for _, f in group if f["order"] is not None})
@@ -371,7 +378,7 @@ def _fallbacks(
     value: Any, default: Any, renamed: dict[str, str], known: set[str], report: Report
 ) -> dict[str, list[str]]:
     """LiteLLM's ``[{group: [fallback, ...]}]`` by route name; ``"*"`` holds the default."""
-    table: dict[str, list[str]] = {"*": [str(g) for g in default or []]}
+    table: dict[str, list[Any]] = {"*": list(default) if isinstance(default, list) else []}
     for item in value if isinstance(value, list) else []:
         for group, targets in item.items() if isinstance(item, dict) else []:
             table[str(group)] = list(targets or [])
@@ -393,33 +400,6 @@ def _walk(group: str, table: dict[str, list[str]], depth: int, chain: list[str])
             _walk(target, table, depth - 1, chain)
 
 
-def _aliases(
-    aliases: Any, routes: dict[str, dict[str, Any]], renamed: dict[str, str], report: Report
-) -> None:
-    for alias, target in aliases.items() if isinstance(aliases, dict) else []:
-        target = str(target.get("model") if isinstance(target, dict) else target)
-        route, name = routes.get(renamed.get(target, target)), _BAD_NAME_CHARS.sub("-", str(alias))
-        if route is None or name in routes:
-            report.append(f"model_group_alias {alias!r}: target unknown or name taken; skipped")
-        else:
-            routes[name] = {**route, "name": name}
-
-
-def _rest(litellm: dict[str, Any], report: Report) -> None:
-    """One line for each setting outside ``model_list`` that was not converted."""
-    for section, value in litellm.items():
-        if section == "model_list":
-            continue
-        if not isinstance(value, dict) or section == "environment_variables":
-            reason = _REASONS.get(section, "no modelyard equivalent")
-            report.append(f"{section}: not converted: {reason}")
-            continue
-        for key in value:
-            if key not in _HANDLED or section not in ("router_settings", "litellm_settings"):
-                reason = _REASONS.get(key, "no modelyard equivalent")
-                report.append(f"{section}.{key}: not converted: {reason}")
-
-
 def register(app: typer.Typer) -> None:
     """Add the ``config`` command group, with ``import-litellm``, to the CLI."""
     config_app = typer.Typer(help="Work with modelyard config files.", no_args_is_help=True)
@@ -428,12 +408,8 @@ def register(app: typer.Typer) -> None:
     @config_app.command("import-litellm")
     def import_litellm(
         file: Annotated[Path, typer.Argument(help="LiteLLM proxy config (YAML)")],
-        output: Annotated[
-            Path | None, typer.Option("-o", "--output", help="write here, not to stdout")
-        ] = None,
-        embedded_models: Annotated[
-            bool, typer.Option(help="keep modelyard's embedded local models")
-        ] = False,
+        output: Annotated[Path | None, typer.Option("-o", "--output", help="not stdout")] = None,
+        embedded_models: Annotated[bool, typer.Option(help="keep the embedded models")] = False,
     ) -> None:
         """Convert a LiteLLM proxy config into modelyard's; report what did not convert."""
         from modelyard.settings import Settings
@@ -460,10 +436,8 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(text)
         else:
             output.write_text(text, encoding="utf-8")
-        lines = [
-            f"converted {file}: {len(config['deployments'])} deployments, "
-            f"{len(config['routes'])} routes" + (f" -> {output}" if output else "")
-        ]
+        counts = f"{len(config['deployments'])} deployments, {len(config['routes'])} routes"
+        lines = [f"converted {file}: {counts}" + (f" -> {output}" if output else "")]
         if report:
             lines.append(f"not converted, or converted with a change ({len(report)}):")
             lines += [f"  - {line}" for line in report]
