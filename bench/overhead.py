@@ -48,15 +48,34 @@ TARGETS = {  # the project's budgets on a 2-core machine
     "added_p50_ms_at_concurrency_1": 0.5,
     "idle_rss_mb": 100.0,
 }
-CONFIG = """\
-embedded_models: false
-deployments:
-  - name: {model}
+DEPLOYMENT = """\
+  - name: {name}
     provider: openai-compatible
     model: {upstream_model}
     base_url: http://{host}:{port}/v1
     api_key_env: BENCH_KEY
+    context_window: 128000
+    prices: {{input: {price}, output: {price}}}
 """
+# ``bench`` is one deployment; ``bench-route`` routes over ten (bench and nine more
+# pointing at the same fake) with composed policies, to measure what routing costs.
+ROUTE = """\
+routes:
+  - name: bench-route
+    deployments: [{members}]
+    policy: [cost, latency]
+"""
+
+
+def gateway_config(host: str, port: int, upstream_model: str) -> str:
+    names = [GATEWAY_MODEL] + [f"{GATEWAY_MODEL}-{i}" for i in range(2, 11)]
+    deps = "".join(
+        DEPLOYMENT.format(name=n, upstream_model=upstream_model, host=host, port=port,
+                          price=1.0 + i / 10)
+        for i, n in enumerate(names)
+    )
+    return "embedded_models: false\ndeployments:\n" + deps + ROUTE.format(
+        members=", ".join(names))
 
 # piped output (make bench | tee) keeps its tables whole
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
@@ -412,7 +431,7 @@ async def bench(args: argparse.Namespace, upstream: Process, gateway: Process) -
         direct = Target("direct", f"http://{HOST}:{upstream.port}/v1/chat/completions",
                         s_direct, {b: request_body(fake_upstream.MODEL, b) for b in (False, True)})
         via = Target("gateway", f"http://{HOST}:{gateway.port}/v1/chat/completions",
-                     s_gateway, {b: request_body(GATEWAY_MODEL, b) for b in (False, True)})
+                     s_gateway, {b: request_body(args.model, b) for b in (False, True)})
         await probe(s_direct, f"http://{HOST}:{upstream.port}/healthz")
         await probe(s_gateway, f"http://{HOST}:{gateway.port}/healthz")
         for t in (direct, via):
@@ -476,6 +495,9 @@ def parse_args() -> argparse.Namespace:
                     default=["non-stream", "stream"], help="which kinds of call (default both)")
     ap.add_argument("--concurrency", nargs="+", type=int, default=[1, 16],
                     help="requests in flight (default 1 16)")
+    ap.add_argument("--model", default=GATEWAY_MODEL,
+                    help="what clients call through the gateway: 'bench' (one deployment) "
+                         "or 'bench-route' (a route over ten)")
     ap.add_argument("--json", type=Path, help="also write the figures here as JSON")
     ap.add_argument("--profile", type=Path,
                     help="run the gateway under cProfile and write its stats here "
@@ -506,8 +528,7 @@ def main() -> int:
                              up_port, workdir, env)
             started.append(upstream)
             config = workdir / "modelyard.yaml"
-            config.write_text(CONFIG.format(model=GATEWAY_MODEL, host=HOST, port=up_port,
-                                            upstream_model=fake_upstream.MODEL))
+            config.write_text(gateway_config(HOST, up_port, fake_upstream.MODEL))
             gw_port = free_port()
             launcher = (["-m", "modelyard"] if not args.profile else
                         [str(BENCH / "profiled_gateway.py"), str(args.profile.resolve())])

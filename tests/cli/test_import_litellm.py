@@ -166,7 +166,9 @@ def test_quick_start_azure_groups_become_a_route_over_two_deployments() -> None:
     assert eu["base_url"] == "https://my-endpoint-europe-berri-992.openai.azure.com"
     assert eu["api_key_env"] == "AZURE_API_KEY_EU"
     assert deps["gpt-4o:azure-2"]["api_key_env"] == "AZURE_API_KEY_CA"
-    assert eu["api_version"] == AZURE_API_VERSION and _said(report, "no api_version")
+    assert eu["api_version"] == AZURE_API_VERSION and _said(
+        report, "api_version set to", "check it"
+    )
     # equal rpm: LiteLLM's shuffle is even, so no weights are written
     assert routes["gpt-4o"] == {
         "name": "gpt-4o",
@@ -210,10 +212,12 @@ def test_fallbacks_become_later_tiers_followed_as_litellm_follows_them() -> None
     assert routes["gpt-4o"]["policy"] == "fallback"
     # router_settings wins over litellm_settings, as in LiteLLM
     assert {r["retries"] for r in routes.values()} == {2}
-    assert {r["timeout"] for r in routes.values()} == {30}
+    assert {d["timeout"] for d in deps.values()} == {30}  # LiteLLM's timeout is per call
+    assert not any("timeout" in r for r in routes.values())  # not a deadline on the whole
     # LiteLLM cools a deployment down after more than allowed_fails failures
     assert config["health"] == {"failure_threshold": 4, "open_seconds": 60, "cooldown_seconds": 60}
     assert routes["gpt-4"]["deployments"] == routes["gpt-4o"]["deployments"]  # the alias
+    assert "&id" not in yaml.safe_dump(config)  # written out in full, not as YAML anchors
     assert deps["zephyr-beta:vllm"]["base_url"] == "http://0.0.0.0:8001/v1"
     assert deps["gpt-3.5-turbo-16k:openai"]["model"] == "gpt-3.5-turbo-16k"
     assert _said(report, "context_window_fallbacks", "not converted")
@@ -260,6 +264,7 @@ model_list:
       api_key: {secret}
       organization: org-ikDc4ex8NB
       temperature: 0.2
+      extra_headers: {{"AI-Resource Group": ishaan-resource, "Authorization": "Bearer {secret}"}}
 """
     config, report = _convert(text)
     assert secret not in yaml.safe_dump(config) and not _said(report, secret)
@@ -267,6 +272,9 @@ model_list:
     assert dep["api_key_env"] == "OPENAI_GPT_4O_OPENAI_API_KEY"
     assert _said(report, "api_key is written in the file", "set OPENAI_GPT_4O_OPENAI_API_KEY")
     assert _said(report, "litellm_params.temperature", "not converted")
+    assert dep["headers"] == {"AI-Resource Group": "ishaan-resource"}
+    assert _said(report, "header 'Authorization' may hold a credential; not copied")
+    assert _said(report, "litellm_params.organization", "OpenAI-Organization header")
 
 
 def test_azure_settings_from_the_environment_and_placeholders() -> None:
@@ -290,16 +298,16 @@ model_list:
     embed = deps["azure-embedding-model:azure"]
     assert embed["base_url"] == "https://eu.openai.azure.com"
     assert embed["api_version"] == "2023-07-01-preview" and embed["kind"] == "embeddings"
-    assert _said(report, "taken from $AZURE_API_BASE")
+    assert _said(report, "$AZURE_API_BASE taken from it")
     # an unset variable leaves LiteLLM on AZURE_API_BASE, and so the conversion
     assert deps["team-gpt:azure"]["base_url"] == "https://eu.openai.azure.com"
-    assert _said(report, "team-gpt", "$TEAM_AZURE_BASE was not set")
+    assert _said(report, "team-gpt", "$TEAM_AZURE_BASE not set")
 
     config, report = _convert(text, env={})  # converted where none of them is set
     team = _deployments(config)["team-gpt:azure"]
     assert team["base_url"] == PLACEHOLDER_URL and team["api_key_env"] == "AZURE_API_KEY"
     assert _said(report, "team-gpt", "replace base_url")
-    assert _said(report, "azure-embedding-model", "$AZURE_API_BASE was not set")
+    assert _said(report, "azure-embedding-model", "$AZURE_API_BASE not set")
 
 
 @pytest.mark.parametrize(
@@ -382,10 +390,14 @@ model_list:
 @pytest.mark.parametrize(
     ("data", "key"),
     [
-        (["not", "a", "mapping"], None),
+        (["not", "a", "mapping"], "<top level>"),
         ({"model_list": {"gpt-4o": {}}}, "model_list"),
         ({"model_list": [{"litellm_params": {"model": "openai/gpt-4o"}}]}, "model_list[0]"),
         ({"model_list": [{"model_name": "x", "litellm_params": {}}]}, "model_list[0]"),
+        (
+            {"model_list": [{"model_name": "x", "litellm_params": "x"}]},
+            "model_list[0].litellm_params",
+        ),
         ({"model_list": [], "router_settings": ["x"]}, "router_settings"),
     ],
 )

@@ -15,7 +15,8 @@ How LiteLLM's config maps:
   cost-based-routing -> cost, the rest -> weighted (reported); ``order`` -> tiers;
 - ``fallbacks`` -> the fallback groups' deployments as later tiers, followed the
   way LiteLLM follows them: depth first, each group once, ``max_fallbacks`` deep;
-- ``num_retries`` -> retries; ``timeout`` / ``request_timeout`` -> the route timeout;
+- ``num_retries`` -> retries; ``timeout`` / ``request_timeout`` (LiteLLM's limit on each
+  call) -> the timeout of each deployment that has none of its own;
   ``allowed_fails`` n -> ``health.failure_threshold`` n+1 (LiteLLM cools a deployment
   down after more than n failures); ``cooldown_time`` -> ``health.open_seconds`` and
   ``cooldown_seconds``; ``model_group_alias`` -> a route of the alias's name;
@@ -25,6 +26,7 @@ How LiteLLM's config maps:
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
@@ -75,9 +77,14 @@ _REASONS = {  # why a LiteLLM setting has no place in modelyard's config
     "litellm_credential_name": _CREDENTIALS, "credential_list": _CREDENTIALS,
     "supports_vision": _CAPABILITIES, "supports_function_calling": _CAPABILITIES,
     "id": "modelyard names deployments itself",
+    "max_tokens": "LiteLLM's legacy limit, the output limit for most models: set context_window",
+    "organization": "set it as the OpenAI-Organization header of the deployment",
+    "azure_ad_token": "modelyard authenticates to Azure OpenAI with an api-key",
+    "include": "included files were not read: convert each of them too",
     "environment_variables": "not copied: set them in the environment modelyard runs in",
 }
 # fmt: on
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie", re.IGNORECASE)
 _BAD_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.:/\-]")
 PLACEHOLDER_URL = "https://replace-me.invalid"  # .invalid never resolves (RFC 6761)
 AZURE_API_VERSION = "2024-10-21"
@@ -103,7 +110,7 @@ def convert(
     entries = litellm.get("model_list") or []
     if not isinstance(entries, list):
         raise ConfigError("must be a list", key="model_list")
-    report: Report = []
+    report: Report = [] if entries else ["model_list is empty: there is nothing to convert"]
     groups: dict[str, Group] = {}
     renamed: dict[str, str] = {}  # model_name -> route name
     leftovers: dict[str, list[str]] = {}  # a key not converted -> the groups that had it
@@ -124,7 +131,7 @@ def convert(
             groups.setdefault(renamed[group], []).append(found)
     _name_deployments(groups, report)
 
-    strategy = setting("routing_strategy") or "simple-shuffle"
+    strategy = str(setting("routing_strategy") or "simple-shuffle")
     policy = _POLICIES.get(strategy, "weighted")
     if strategy not in _POLICIES:
         report.append(f"routing_strategy: {strategy!r} is not supported, converted to weighted")
@@ -133,25 +140,29 @@ def convert(
     if retries is not None:
         common["retries"] = min(max(int(retries), 0), 10)
         if common["retries"] != retries:
-            report.append(f"num_retries: {retries} is outside 0..10; {common['retries']} used")
-    timeout = _number(setting("timeout")) or _number(setting("request_timeout"))
-    if timeout and timeout > 0:
-        common["timeout"] = timeout
+            report.append(
+                f"num_retries: {retries} is not a whole number in 0..10; set to {common['retries']}"
+            )
     fallbacks, default = setting("fallbacks"), setting("default_fallbacks")
     table = _fallbacks(fallbacks, default, renamed, set(groups), report)
-    depth = int(_number(setting("max_fallbacks")) or 5)
+    depth = _number(setting("max_fallbacks"))
+    depth = 5 if depth is None else int(depth)
     routes = {group: _route(group, groups, table, depth, policy) | common for group in groups}
+    deployments = [dep for group in groups.values() for dep, _ in group]
+    timeout = _number(setting("timeout")) or _number(setting("request_timeout"))
+    for dep in deployments if timeout and timeout > 0 else []:  # LiteLLM's is per call too
+        dep.setdefault("timeout", timeout)
     aliases = setting("model_group_alias")
     for alias, target in aliases.items() if isinstance(aliases, dict) else []:
         target = str(target.get("model") if isinstance(target, dict) else target)
         route, name = routes.get(renamed.get(target, target)), _BAD_NAME_CHARS.sub("-", str(alias))
-        if route is None or name in routes:
+        if route is None or name in routes or name in {d["name"] for d in deployments}:
             report.append(f"model_group_alias {alias!r}: target unknown or name taken; skipped")
         else:
-            routes[name] = {**route, "name": name}
+            routes[name] = {**copy.deepcopy(route), "name": name}
 
     config: dict[str, Any] = {"embedded_models": embedded_models}
-    config["deployments"] = [dep for group in groups.values() for dep, _ in group]
+    config["deployments"] = deployments
     config["routes"] = list(routes.values())
     allowed_fails, cooldown = _number(setting("allowed_fails")), _number(setting("cooldown_time"))
     health: dict[str, float] = {}
@@ -180,20 +191,16 @@ def convert(
 
 def _mapping(value: Any, key: str | None) -> dict[str, Any]:
     if value is not None and not isinstance(value, dict):
-        raise ConfigError(
-            "must be a mapping" if key else "the top level must be a mapping", key=key
-        )
+        raise ConfigError("must be a mapping", key=key or "<top level>")
     return dict(value or {})
 
 
 def _entry(entry: Any, key: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """model_name, and copies of litellm_params and model_info for the converter to consume."""
     entry = _mapping(entry, key)
-    params, info = (
-        _mapping(entry.get("litellm_params"), key),
-        _mapping(entry.get("model_info"), key),
-    )
-    if not isinstance(entry.get("model_name"), str | int | float):
+    params = _mapping(entry.get("litellm_params"), f"{key}.litellm_params")
+    info = _mapping(entry.get("model_info"), f"{key}.model_info")
+    if not isinstance(entry.get("model_name"), str | int | float) or entry["model_name"] == "":
         raise ConfigError("needs a model_name", key=key)
     if not isinstance(params.get("model"), str):
         raise ConfigError("needs litellm_params.model", key=key)
@@ -227,10 +234,8 @@ def _resolve(value: Any, env: Mapping[str, str], what: str, report: Report) -> s
     if variable is None:
         return None if value is None else str(value)
     found = env.get(variable) or None
-    said = (
-        "taken from ${} as it was set at conversion" if found else "${} was not set at conversion"
-    )
-    report.append(f"{what}: " + said.format(variable))
+    state = "taken from it as it was set at conversion" if found else "not set at conversion"
+    report.append(f"{what}: ${variable} {state}")
     return found
 
 
@@ -239,8 +244,8 @@ def _provider(model: str, params: dict[str, Any], custom_base: bool) -> tuple[st
     custom = params.pop("custom_llm_provider", None)
     if isinstance(custom, str):
         prefix, rest = custom, model
-    elif not rest:  # no prefix: LiteLLM guesses from the model's name
-        return next(((p, model) for p, s in _UNPREFIXED.items() if model.startswith(s)), None)
+    elif not rest:  # no prefix: LiteLLM knows the model by its name
+        prefix, rest = next((p for p, s in _UNPREFIXED.items() if model.startswith(s)), ""), model
     provider = _PROVIDERS.get(prefix)
     if provider == "openai" and custom_base:
         provider = "openai-compatible"
@@ -268,11 +273,12 @@ def _deployment(
     if mode == "embedding":
         dep["kind"] = "embeddings"
     if provider == "azure":  # LiteLLM falls back to AZURE_API_BASE and AZURE_API_VERSION
-        base_url = base_url or env.get("AZURE_API_BASE")
-        version = _resolve(params.pop("api_version", None), env, f"{where} api_version", report)
-        dep["api_version"] = version or env.get("AZURE_API_VERSION") or AZURE_API_VERSION
-        if dep["api_version"] == AZURE_API_VERSION and not version:
-            report.append(f"{where}: no api_version; set to {AZURE_API_VERSION}, check it")
+        base_url = base_url or _resolve("os.environ/AZURE_API_BASE", env, where, report)
+        version = params.pop("api_version", None) or "os.environ/AZURE_API_VERSION"
+        dep["api_version"] = _resolve(version, env, f"{where} api_version", report)
+        if dep["api_version"] is None:
+            dep["api_version"] = AZURE_API_VERSION
+            report.append(f"{where}: api_version set to {AZURE_API_VERSION}; check it")
     if base_url is None and provider in ("azure", "openai-compatible"):
         report.append(f"{where}: api_base unknown; replace base_url {PLACEHOLDER_URL}")
         base_url = PLACEHOLDER_URL
@@ -286,9 +292,12 @@ def _deployment(
     elif key is None and provider in _KEY_ENV:
         dep["api_key_env"] = _KEY_ENV[provider]
     headers = params.pop("extra_headers", None)
-    if isinstance(headers, dict) and headers:
-        dep["headers"] = {str(k): str(v) for k, v in headers.items()}
-    window = _number(info.pop("max_input_tokens", None)) or _number(info.pop("max_tokens", None))
+    for name, value in headers.items() if isinstance(headers, dict) else []:
+        if _SECRET_HEADER.search(str(name)) or _env_ref(value):
+            report.append(f"{where}: header {name!r} may hold a credential; not copied")
+        else:
+            dep.setdefault("headers", {})[str(name)] = str(value)
+    window = _number(info.pop("max_input_tokens", None))
     out = _number(info.pop("max_output_tokens", None)) or _number(params.pop("max_tokens", None))
     timeout = _number(params.pop("timeout", None))
     for field, value in (("context_window", window), ("max_output_tokens", out)):
@@ -308,7 +317,7 @@ def _deployment(
         report.append(f"{where}: prices need both input and output cost; not converted")
     if isinstance(params.get("region_name"), str):
         dep["contract"] = {"region": params.pop("region_name")}
-    literal_key = isinstance(key, str) and not _env_ref(key) and key.lower() not in _NO_KEY
+    literal_key = key is not None and not _env_ref(key) and str(key).lower() not in _NO_KEY
     facts = {"where": where, "literal_key": literal_key, "weight": params.pop("weight", None)}
     facts |= {"rpm": params.get("rpm"), "tpm": params.get("tpm")}  # left in: reported as limits
     facts["order"] = _number(params.pop("order", None) or info.pop("order", None))
@@ -341,10 +350,10 @@ def _name_deployments(groups: dict[str, Group], report: Report) -> None:
 def _route(
     group: str, groups: dict[str, Group], table: dict[str, list[str]], depth: int, policy: str
 ) -> dict[str, Any]:
-    chain = [group]
-    _walk(group, table, depth, chain)
+    tried = [group]
+    _walk(group, table, depth, tried)
     members: list[dict[str, Any]] = []
-    for name in chain:
+    for name in tried:
         members += _members(groups[name], policy, max((m["tier"] for m in members), default=-1) + 1)
     tiers = [m["tier"] for m in members]
     shared = any(tiers.count(t) > 1 for t in tiers)  # a tier with members for a policy to order
@@ -381,7 +390,7 @@ def _fallbacks(
     table: dict[str, list[Any]] = {"*": list(default) if isinstance(default, list) else []}
     for item in value if isinstance(value, list) else []:
         for group, targets in item.items() if isinstance(item, dict) else []:
-            table[str(group)] = list(targets or [])
+            table[str(group)] = targets if isinstance(targets, list) else [targets]
     for group, targets in table.items():
         names = [renamed.get(t, t) for t in targets if isinstance(t, str)]
         if len(names) != len(targets):
@@ -392,12 +401,12 @@ def _fallbacks(
     return {renamed.get(group, group): targets for group, targets in table.items()}
 
 
-def _walk(group: str, table: dict[str, list[str]], depth: int, chain: list[str]) -> None:
-    """Append ``group``'s fallback groups to ``chain`` in the order LiteLLM tries them."""
+def _walk(group: str, table: dict[str, list[str]], depth: int, tried: list[str]) -> None:
+    """Append ``group``'s fallback groups to ``tried`` in the order LiteLLM tries them."""
     for target in table.get(group, table["*"]) if depth > 0 else []:
-        if target not in chain:
-            chain.append(target)
-            _walk(target, table, depth - 1, chain)
+        if target not in tried:
+            tried.append(target)
+            _walk(target, table, depth - 1, tried)
 
 
 def register(app: typer.Typer) -> None:
@@ -432,10 +441,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         text = f"# converted from {file.name} by `modelyard config import-litellm`\n"
         text += yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
-        if output is None:
-            sys.stdout.write(text)
-        else:
-            output.write_text(text, encoding="utf-8")
+        try:
+            if output is None:
+                sys.stdout.write(text)
+            else:
+                output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            typer.echo(f"modelyard: cannot write {output}: {exc.strerror}", err=True)
+            raise typer.Exit(1) from None
         counts = f"{len(config['deployments'])} deployments, {len(config['routes'])} routes"
         lines = [f"converted {file}: {counts}" + (f" -> {output}" if output else "")]
         if report:

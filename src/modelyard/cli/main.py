@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from modelyard.cli import import_litellm
 from modelyard.errors import ConfigError
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+import_litellm.register(app)
 
 
 @app.callback()

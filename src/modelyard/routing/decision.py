@@ -7,6 +7,7 @@ Stored for every request (``storage.request_log``) and returned by
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,7 @@ class Decision:
     request_id: str
     route: str
     kind: str
-    policy: list[str]
+    policy: Sequence[str]
     candidates: list[str] = field(default_factory=list)
     removed: dict[str, str] = field(default_factory=dict)  # deployment -> the term or policy
     order: list[str] = field(default_factory=list)
@@ -55,7 +56,7 @@ class Decision:
             "created": self.ts,
             "route": self.route,
             "kind": self.kind,
-            "policy": self.policy,
+            "policy": list(self.policy),
             "candidates": self.candidates,
             "removed": self.removed,
             "order": self.order,

@@ -89,15 +89,15 @@ class DeploymentHealth:
         return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
 
 
-class HealthBoard:
-    def __init__(self, settings: HealthSettings, names: list[str]):
-        self.settings = settings
-        self._by_name = {n: DeploymentHealth(n, settings) for n in names}
+class HealthBoard(dict[str, DeploymentHealth]):
+    """Health by deployment name; a name not seen before gets a fresh record."""
 
-    def __getitem__(self, name: str) -> DeploymentHealth:
-        health = self._by_name.get(name)
-        if health is None:
-            health = self._by_name[name] = DeploymentHealth(name, self.settings)
+    def __init__(self, settings: HealthSettings, names: list[str]):
+        super().__init__((n, DeploymentHealth(n, settings)) for n in names)
+        self.settings = settings
+
+    def __missing__(self, name: str) -> DeploymentHealth:
+        health = self[name] = DeploymentHealth(name, self.settings)
         return health
 
     def snapshot(self) -> dict[str, dict[str, object]]:
@@ -109,5 +109,5 @@ class HealthBoard:
                 "blocked": h.blocked(now),
                 "latency_ms": h.latency_ms,
             }
-            for n, h in self._by_name.items()
+            for n, h in self.items()
         }

@@ -22,8 +22,6 @@ from modelyard.routing.config import PolicyName, RouteMember
 from modelyard.routing.health import HealthBoard
 from modelyard.settings import Deployment
 
-SortKey = Callable[[RouteMember], float]
-
 
 def request_cost(dep: Deployment, input_tokens: int, output_tokens: int) -> float:
     """USD for a request of this size at the deployment's configured prices; inf if unpriced."""
@@ -43,20 +41,20 @@ def order(
     committed_left: Callable[[str], bool],
     rng: random.Random,
 ) -> list[RouteMember]:
-    keys: dict[PolicyName, SortKey] = {
-        "fallback": lambda m: 0.0,  # the stable sort keeps the listed order
-        "weighted": lambda m: -(rng.random() ** (1.0 / m.weight)),
-        "latency": lambda m: health[m.name].latency_ms or 0.0,
-        "cost": lambda m: request_cost(deployments[m.name], input_tokens, output_tokens),
-    }
-    ranked = list(members)
-    for policy in reversed(policies):
-        key = keys[policy]
-        if policy == "weighted":
-            draws = {m.name: key(m) for m in ranked}  # one draw per member
-            ranked.sort(key=lambda m: draws[m.name])
-        elif policy != "fallback":
-            ranked.sort(key=key)
-    ranked.sort(key=lambda m: not committed_left(m.name))
-    ranked.sort(key=lambda m: m.tier)
-    return ranked
+    """Members sorted by (tier, committed spend left, each policy's key, listed order)."""
+    keyed: list[tuple[tuple[float, ...], RouteMember]] = []
+    for i, m in enumerate(members):
+        key: list[float] = [m.tier, 0.0 if committed_left(m.name) else 1.0]
+        for policy in policies:
+            if policy == "fallback":
+                key.append(i)
+            elif policy == "weighted":  # Efraimidis-Spirakis: a weighted random order
+                key.append(-(rng.random() ** (1.0 / m.weight)))
+            elif policy == "latency":  # unmeasured first, so that they get measured
+                key.append(health[m.name].latency_ms or 0.0)
+            else:
+                key.append(request_cost(deployments[m.name], input_tokens, output_tokens))
+        key.append(i)
+        keyed.append((tuple(key), m))
+    keyed.sort(key=lambda pair: pair[0])
+    return [m for _, m in keyed]

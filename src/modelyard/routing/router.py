@@ -54,6 +54,44 @@ class Plan:
         self.decision = decision
 
 
+class _RouteIndex:
+    """What ``plan`` needs of a route, computed once per route (rebuilt when it changes)."""
+
+    def __init__(self, route: RouteConfig, router: Router):
+        self.route = route
+        self.deps = [router.deployments[m.name] for m in route.deployments]
+        self.names = [d.name for d in self.deps]
+        self.contracts = any(d.contract is not None for d in self.deps)
+        self.committed = any(d.contract and d.contract.committed_monthly_spend for d in self.deps)
+        windows = [d.context_window for d in self.deps if d.context_window is not None]
+        self.min_context = min(windows) if windows else None
+        self.common_caps = frozenset.intersection(*(filters.capabilities(d) for d in self.deps))
+        self._providers = router.providers
+        self._serving: dict[str, list[Deployment]] = {}
+
+    def fits_all(self, demand: filters.Demand) -> bool:
+        return demand.capabilities <= self.common_caps and (
+            self.min_context is None or demand.tokens <= self.min_context
+        )
+
+    def serving(self, endpoint: str, model: str) -> list[Deployment]:
+        """The deployments that serve this endpoint (chat or embeddings)."""
+        kept = self._serving.get(endpoint)
+        if kept is None:
+            if endpoint == "embeddings":
+                kept = [
+                    d
+                    for d in self.deps
+                    if d.kind == "embeddings" or self._providers[d.name].serves_embeddings
+                ]
+            else:
+                kept = [d for d in self.deps if d.kind == endpoint]
+            self._serving[endpoint] = kept
+        if not kept:
+            raise InvalidRequestError(f"model {model!r} does not serve {endpoint}", param="model")
+        return kept
+
+
 class Router:
     def __init__(
         self,
@@ -75,16 +113,19 @@ class Router:
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
         self._sleep = sleep
         self.committed_spend: dict[str, float] = {}  # USD this month, by deployment
+        self._indexes: dict[str, _RouteIndex] = {}
 
     # ------------------------------------------------------------- routes
 
     def set_route(self, route: RouteConfig) -> None:
         check_route(route, set(self.deployments))
         self.routes[route.name] = route
+        self._indexes.pop(route.name, None)
 
     def delete_route(self, name: str) -> None:
         if self.routes.pop(name, None) is None:
             raise NotFoundError(f"no route named {name!r}")
+        self._indexes.pop(name, None)
 
     def names(self) -> list[tuple[str, Provider]]:
         """Every callable name with the provider of its first deployment."""
@@ -97,6 +138,58 @@ class Router:
     def plan(
         self, model: str, demand: filters.Demand, *, request_id: str, endpoint: str = "chat"
     ) -> Plan:
+        index = self._indexes.get(model)
+        if index is None:
+            index = self._index(model)
+        route = index.route
+        decision = Decision(request_id, route.name, demand.kind, route.policy)
+        decision.candidates = index.names
+        deps = index.serving(endpoint, model)
+        removed: dict[str, str] = {}
+        now = time.monotonic()
+        if index.contracts or demand.regions is not None:
+            deps, removed = filters.contract_terms(
+                deps, demand, lambda n: self.health[n].blocked(now) is None
+            )
+            if not deps:
+                decision.removed = removed
+                raise PermissionDeniedError(
+                    f"No deployment of {route.name!r} may serve this request: {_why(removed)}"
+                )
+        if not index.fits_all(demand):
+            deps, unfit = filters.fit(deps, demand)
+            removed.update(unfit)
+            if not deps:
+                decision.removed = removed
+                raise InvalidRequestError(
+                    f"No deployment of {route.name!r} can serve this request: {_why(unfit)}"
+                )
+        healthy: set[str] = set()
+        for dep in deps:
+            reason = self.health[dep.name].blocked(now)
+            if reason:
+                removed[dep.name] = f"health: {reason}"
+            else:
+                healthy.add(dep.name)
+        decision.removed = removed
+        if not healthy:
+            self._unavailable(route, deps, removed, now)
+        members = [m for m in route.deployments if m.name in healthy]
+        if route.policy != ["fallback"] or index.committed:
+            members = policies.order(
+                members,
+                route.policy,
+                self.deployments,
+                self.health,
+                input_tokens=demand.tokens,
+                output_tokens=0,
+                committed_left=self._committed_left,
+                rng=self._rng,
+            )
+        decision.order = [m.name for m in members]
+        return Plan(route, [self.providers[m.name] for m in members], decision)
+
+    def _index(self, model: str) -> _RouteIndex:
         route = self.routes.get(model) or self._direct.get(model)
         if route is None:
             raise NotFoundError(
@@ -105,70 +198,23 @@ class Router:
                 param="model",
                 code="model_not_found",
             )
-        decision = Decision(request_id, route.name, demand.kind, list(route.policy))
-        deps = [self.deployments[m.name] for m in route.deployments]
-        decision.candidates = [d.name for d in deps]
-        deps = self._serving(deps, endpoint, model)
-        now = time.monotonic()
-        kept, removed = filters.contract_terms(
-            deps, demand, lambda n: self.health[n].blocked(now) is None
-        )
-        decision.removed.update(removed)
-        if not kept:
-            raise PermissionDeniedError(
-                f"No deployment of {route.name!r} may serve this request: {_why(removed)}"
-            )
-        kept, removed = filters.fit(kept, demand)
-        decision.removed.update(removed)
-        if not kept:
-            raise InvalidRequestError(
-                f"No deployment of {route.name!r} can serve this request: {_why(removed)}"
-            )
-        healthy = []
-        for dep in kept:
-            reason = self.health[dep.name].blocked(now)
-            if reason:
-                decision.removed[dep.name] = f"health: {reason}"
-            else:
-                healthy.append(dep.name)
-        if not healthy:
-            waits = [self.health[d.name].cooldown_until - now for d in kept]
-            why = _why({d.name: decision.removed[d.name] for d in kept})
-            if all(w > 0 for w in waits):  # all rate limited: the client should wait too
-                raise RateLimitedError(
-                    f"Every deployment of {route.name!r} is rate limited: {why}",
-                    retry_after=max(1.0, min(waits)),
-                )
-            raise UpstreamUnavailableError(
-                f"Every deployment of {route.name!r} is unavailable: {why}",
-                retry_after=self.settings.health.open_seconds,
-            )
-        members = [m for m in route.deployments if m.name in healthy]
-        ordered = policies.order(
-            members,
-            route.policy,
-            self.deployments,
-            self.health,
-            input_tokens=demand.tokens,
-            output_tokens=0,
-            committed_left=self._committed_left,
-            rng=self._rng,
-        )
-        decision.order = [m.name for m in ordered]
-        return Plan(route, [self.providers[m.name] for m in ordered], decision)
+        index = self._indexes[model] = _RouteIndex(route, self)
+        return index
 
-    def _serving(self, deps: list[Deployment], endpoint: str, model: str) -> list[Deployment]:
-        if endpoint == "embeddings":
-            kept = [
-                d
-                for d in deps
-                if d.kind == "embeddings" or self.providers[d.name].serves_embeddings
-            ]
-        else:
-            kept = [d for d in deps if d.kind == endpoint]
-        if not kept:
-            raise InvalidRequestError(f"model {model!r} does not serve {endpoint}", param="model")
-        return kept
+    def _unavailable(
+        self, route: RouteConfig, deps: list[Deployment], removed: dict[str, str], now: float
+    ) -> None:
+        waits = [self.health[d.name].cooldown_until - now for d in deps]
+        why = _why({d.name: removed[d.name] for d in deps})
+        if all(w > 0 for w in waits):  # all rate limited: the client should wait too
+            raise RateLimitedError(
+                f"Every deployment of {route.name!r} is rate limited: {why}",
+                retry_after=max(1.0, min(waits)),
+            )
+        raise UpstreamUnavailableError(
+            f"Every deployment of {route.name!r} is unavailable: {why}",
+            retry_after=self.settings.health.open_seconds,
+        )
 
     def _committed_left(self, name: str) -> bool:
         contract = self.deployments[name].contract
