@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli import import_litellm
+from modelyard.cli import import_litellm, report
 from modelyard.errors import ConfigError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 import_litellm.register(app)
+report.register(app)
 
 
 @app.callback()

@@ -1,0 +1,69 @@
+"""``modelyard report ...``: reports read from a running gateway's admin API."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from modelyard.api.admin import ADMIN_KEY_ENV
+
+report = typer.Typer(help="Reports from a running gateway.", no_args_is_help=True)
+
+
+def _get(url: str, key: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - operator's URL
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", {}).get("message", exc.reason)
+        raise typer.BadParameter(f"the gateway answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise typer.BadParameter(f"cannot reach {url}: {exc}") from None
+
+
+@report.command()
+def dependency(
+    url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:4000",
+    hours: Annotated[float, typer.Option(help="the window, in hours")] = 24.0,
+) -> None:
+    """Per route: the share of requests, tokens and spend by vendor, and single-vendor risk."""
+    key = os.environ.get(ADMIN_KEY_ENV)
+    if not key:
+        raise typer.BadParameter(f"set {ADMIN_KEY_ENV} to the gateway's admin key")
+    data = _get(f"{url.rstrip('/')}/admin/dependency?hours={hours}", key)
+    table = Table(title=f"Vendor dependency, last {hours:g} h")
+    for column in ("route", "vendor", "requests", "share", "tokens", "spend (USD)", "share"):
+        table.add_column(column, justify="left" if column in ("route", "vendor") else "right")
+    risks: list[str] = []
+    for route in data["routes"]:
+        for vendor, cell in sorted(route["vendors"].items()):
+            table.add_row(
+                route["route"],
+                vendor,
+                str(cell["requests"]),
+                f"{cell['request_share']:.0%}",
+                str(cell["tokens"]),
+                f"{cell['spend_usd']:.4f}",
+                f"{cell['spend_share']:.0%}",
+            )
+        risks += [
+            f"{route['route']}: losing {vendor} leaves no healthy deployment"
+            for vendor, ok in route["survives_loss_of"].items()
+            if not ok
+        ]
+    console = Console()
+    console.print(table)
+    for risk in risks or ["every route survives the loss of any single vendor"]:
+        console.print(f"- {risk}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(report, name="report")
