@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -67,12 +69,17 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[TRANSPORT] = transport
-    app[ROUTER] = Router(settings, providers)
+    router = app[ROUTER] = Router(settings, providers)
     app[REQUEST_LOG] = request_log
     app[MAX_BODY_BYTES] = settings.server.max_body_bytes
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await transport.start()
+        month_start = time.mktime(time.strptime(time.strftime("%Y-%m"), "%Y-%m"))
+        for name, tokens_in, tokens_out in await asyncio.to_thread(
+            request_log.tokens_since, month_start
+        ):
+            router.spent(name, tokens_in, tokens_out)  # committed spend survives restarts
         request_log.start()
         yield
         for provider in providers:

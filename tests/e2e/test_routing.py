@@ -540,6 +540,7 @@ def test_malformed_answer_before_the_first_event_fails_over(
     up[primary].mode = mode
     # headers only: the body is what the SDK cannot read today
     raw = chat(client, f"r-bad-{kind}", stream=stream)
+    raw.http_response.close()
     assert attempts(up) == {primary: 2, backup: 1}  # a 502 is retried, then falls back
     assert raw.headers["x-modelyard-deployment"] == backup
 

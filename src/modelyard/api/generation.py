@@ -74,6 +74,8 @@ class Call:
         self.logged = True
         dep = self.provider.deployment if self.provider else None
         u = self.usage
+        if dep is not None and dep.contract is not None:
+            self.request.app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)
         self.request.app[REQUEST_LOG].record(
             RequestRecord(
                 self.request[REQUEST_ID],

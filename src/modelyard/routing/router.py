@@ -113,6 +113,7 @@ class Router:
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
         self._sleep = sleep
         self.committed_spend: dict[str, float] = {}  # USD this month, by deployment
+        self._month = time.strftime("%Y-%m")
         self._indexes: dict[str, _RouteIndex] = {}
 
     # ------------------------------------------------------------- routes
@@ -215,6 +216,19 @@ class Router:
             f"Every deployment of {route.name!r} is unavailable: {why}",
             retry_after=self.settings.health.open_seconds,
         )
+
+    def spent(self, name: str, input_tokens: int, output_tokens: int) -> None:
+        """Count a served request against its deployment's committed monthly spend."""
+        dep = self.deployments.get(name)
+        if dep is None or dep.contract is None or not dep.contract.committed_monthly_spend:
+            return
+        month = time.strftime("%Y-%m")
+        if month != self._month:  # a new month: commitments start over
+            self._month = month
+            self.committed_spend.clear()
+        cost = policies.request_cost(dep, input_tokens, output_tokens)
+        if cost != float("inf"):
+            self.committed_spend[name] = self.committed_spend.get(name, 0.0) + cost
 
     def _committed_left(self, name: str) -> bool:
         contract = self.deployments[name].contract

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
     text,
@@ -205,6 +206,17 @@ class RequestLog:
                 )
             if rows:
                 _insert(conn, self._request_sql, requests_table, RequestRecord._fields, rows)
+
+    def tokens_since(self, since: float) -> list[tuple[str, int, int]]:
+        """(deployment, input tokens, output tokens) served since ``since``."""
+        t = requests_table
+        query = (
+            select(t.c.deployment, func.sum(t.c.input_tokens), func.sum(t.c.output_tokens))
+            .where(t.c.ts >= since, t.c.deployment.is_not(None), t.c.status < 400)
+            .group_by(t.c.deployment)
+        )
+        with self.engine.connect() as conn:
+            return [(str(d), int(i or 0), int(o or 0)) for d, i, o in conn.execute(query)]
 
     def ping(self) -> None:
         with self.engine.connect() as conn:
