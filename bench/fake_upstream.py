@@ -141,7 +141,9 @@ MAX_BODY = 16 * 1024 * 1024
 class FakeOpenAI(asyncio.Protocol):
     """One connection: parse requests from the buffer, answer them in order."""
 
-    def __init__(self, gap: float):
+    def __init__(self, gap: float, fail: str | None, stats: dict[str, int]):
+        self._fail_status = fail
+        self._stats = stats
         self._buf = bytearray()
         self._gap = gap
         self._transport: asyncio.Transport | None = None
@@ -209,6 +211,10 @@ class FakeOpenAI(asyncio.Protocol):
     def _answer(self, method: bytes, path: bytes, body: bytes) -> None:
         assert self._transport is not None
         if method == b"post" and path == b"/v1/chat/completions":
+            self._stats["chat_requests"] += 1
+            if self._fail_status:
+                self._transport.write(_error(self._fail_status, "failing on purpose"))
+                return
             try:
                 req = orjson.loads(body)
             except orjson.JSONDecodeError:
@@ -224,6 +230,8 @@ class FakeOpenAI(asyncio.Protocol):
                 self._transport.write(COMPLETION)
         elif method == b"get" and path in (b"/healthz", b"/", b"/v1"):
             self._transport.write(HEALTH)
+        elif method == b"get" and path == b"/stats":
+            self._transport.write(_response("200 OK", JSON, orjson.dumps(self._stats)))
         elif method == b"get" and path == b"/v1/models":
             self._transport.write(MODELS)
         else:
@@ -252,10 +260,11 @@ class FakeOpenAI(asyncio.Protocol):
             self._transport.close()
 
 
-async def serve(host: str, port: int, gap: float) -> None:
+async def serve(host: str, port: int, gap: float, fail: str | None = None) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: FakeOpenAI(gap), host, port, backlog=1024,
-                                      reuse_address=True)
+    stats = {"chat_requests": 0}
+    server = await loop.create_server(lambda: FakeOpenAI(gap, fail, stats), host, port,
+                                      backlog=1024, reuse_address=True)
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -272,13 +281,17 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=9100)
     ap.add_argument("--chunk-gap-ms", type=float, default=0.0,
                     help="pause between stream events (0: one pass through the event loop)")
+    ap.add_argument("--fail-status", default=None,
+                    help="answer every chat request with this status, e.g. '503 Service "
+                         "Unavailable' (GET /stats counts the requests)")
     args = ap.parse_args()
+    main_coro = serve(args.host, args.port, args.chunk_gap_ms / 1000, args.fail_status)
     try:
         import uvloop
     except ImportError:  # a plain asyncio loop still works, just slower
-        asyncio.run(serve(args.host, args.port, args.chunk_gap_ms / 1000))
+        asyncio.run(main_coro)
     else:
-        uvloop.run(serve(args.host, args.port, args.chunk_gap_ms / 1000))
+        uvloop.run(main_coro)
 
 
 if __name__ == "__main__":
