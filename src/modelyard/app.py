@@ -70,6 +70,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[TRANSPORT] = transport
     router = app[ROUTER] = Router(settings, providers)
+    router.on_refusal = request_log.record_decision
     app[REQUEST_LOG] = request_log
     app[MAX_BODY_BYTES] = settings.server.max_body_bytes
 

@@ -456,13 +456,6 @@ def test_reset_before_any_byte_fails_over(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="http1.Pool.request resends a POST on a fresh connection when a kept-alive "
-    "connection closes before any answer byte, even though the upstream had read the "
-    "request: a hidden second attempt outside the router, invisible in the decision",
-)
 def test_reset_on_a_kept_alive_connection_is_not_resent_by_the_transport(
     client: openai.OpenAI, gateway: Gateway, up: dict[str, FaultyUpstream]
 ) -> None:
@@ -487,8 +480,6 @@ def test_slow_drip_stream_completes(client: openai.OpenAI, up: dict[str, FaultyU
     assert attempts(up) == {"drip": 1}
 
 
-_MALFORMED = "the gateway relays the malformed answer as a 200 and counts it a success: "
-
 
 @pytest.mark.parametrize(
     ("kind", "mode", "stream"),
@@ -497,35 +488,16 @@ _MALFORMED = "the gateway relays the malformed answer as a 200 and counts it a s
             "json",
             "bad_json",
             False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason=_MALFORMED + "generate()'s byte fast path never checks the body "
-                "is JSON (_usage_of swallows the parse error), where the typed path "
-                "raises UpstreamBadResponseError (502)",
-            ),
         ),
         pytest.param(
             "json-stream",
             "bad_json",
             True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason=_MALFORMED + "the stream relay ends an attempt at any blank line, "
-                "so a first event whose data is not JSON reaches the client",
-            ),
         ),
         pytest.param(
             "sse-stream",
             "bad_sse",
             True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason=_MALFORMED + "the stream relay ends an attempt at any blank line, "
-                "so garbage with no data: line (and invalid UTF-8) reaches the client",
-            ),
         ),
     ],
 )
@@ -545,14 +517,6 @@ def test_malformed_answer_before_the_first_event_fails_over(
     assert raw.headers["x-modelyard-deployment"] == backup
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=urllib.error.HTTPError,
-    reason="generate() records the decision only after plan() returns: a request that "
-    "plan() refuses (403 contract terms, 400 fit, 429/503 when every deployment is "
-    "blocked) stores none, so its decision endpoint answers 404, though decision.py "
-    "says a decision is stored for every request",
-)
 def test_decision_of_a_request_refused_by_contract_is_stored(
     client: openai.OpenAI, gateway: Gateway, up: dict[str, FaultyUpstream]
 ) -> None:

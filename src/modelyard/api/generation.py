@@ -21,7 +21,7 @@ from aiohttp import web
 
 from modelyard.api.context import REQUEST_ID, REQUEST_LOG, ROUTER
 from modelyard.api.errors import stream_error_event
-from modelyard.errors import GatewayError, UpstreamError
+from modelyard.errors import GatewayError, UpstreamBadResponseError, UpstreamError
 from modelyard.providers.base import Provider
 from modelyard.providers.openai_compat import OpenAICompatibleProvider
 from modelyard.routing.filters import Demand
@@ -131,14 +131,18 @@ async def generate(
     render_chunk: Callable[[ChatChunk], dict[str, Any]],
 ) -> web.StreamResponse:
     router = request.app[ROUTER]
-    plan = router.plan(req.model, demand(request, req), request_id=request[REQUEST_ID])
     call = Call(request, endpoint, req.model, req.stream)
+    try:
+        plan = router.plan(req.model, demand(request, req), request_id=request[REQUEST_ID])
+    except GatewayError as err:
+        call.done(error=err)
+        raise
     try:
         if req.stream:
 
             def pieces(p: Provider) -> Pieces:
                 if isinstance(p, OpenAICompatibleProvider):
-                    return _relay(call, p.forward_stream(path, body), req.include_usage)
+                    return _relay(call, p.name, p.forward_stream(path, body), req.include_usage)
                 return _translate(call, stream(p), render_chunk, req.include_usage)
 
             return await _serve_stream(request, call, plan, pieces)
@@ -146,7 +150,7 @@ async def generate(
         async def once(p: Provider) -> tuple[Usage, bytes]:
             if isinstance(p, OpenAICompatibleProvider):
                 reply = await p.forward(path, body)
-                return _usage_of(reply.body), reply.body
+                return _usage_of(reply.body, p.name), reply.body
             result = await answer(p)
             return result.usage, orjson.dumps(render(result))
 
@@ -165,10 +169,20 @@ async def generate(
     return response
 
 
-def _usage_of(body: bytes) -> Usage:
-    # the client gets the upstream's answer as it is, even one we cannot account
-    with contextlib.suppress(orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
-        return wire.usage_from_dict(orjson.loads(body).get("usage"))
+def _usage_of(body: bytes, deployment: str) -> Usage:
+    """The usage of an OpenAI answer relayed as bytes; an answer that is not JSON fails."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise UpstreamBadResponseError(
+            f"deployment {deployment!r}: the upstream answered with something that is not "
+            "a JSON object",
+            deployment=deployment,
+        )
+    with contextlib.suppress(AttributeError, TypeError, ValueError):
+        return wire.usage_from_dict(data.get("usage"))
     return Usage()
 
 
@@ -213,23 +227,43 @@ async def _serve_stream(
     return response
 
 
-async def _relay(call: Call, upstream: AsyncIterator[bytes], keep_usage: bool) -> Pieces:
-    """An OpenAI-format upstream stream as whole events, relayed unparsed."""
+async def _relay(
+    call: Call, deployment: str, upstream: AsyncIterator[bytes], keep_usage: bool
+) -> Pieces:
+    """An OpenAI-format upstream stream as whole events, relayed unparsed.
+
+    The first events are checked (the attempt ends with them, so a garbled start
+    can still fail over); later ones are relayed as they come.
+    """
     relay = wire.StreamRelay(keep_usage=keep_usage)
+    checked = False
     try:
         async for chunk in upstream:
             out = relay.feed(chunk)
             if relay.usage is not None:
                 call.usage = relay.usage
             if out:
+                if not checked:
+                    _check_events(out, deployment)
+                    checked = True
                 yield out
         tail = relay.close()
         if relay.usage is not None:
             call.usage = relay.usage
         if tail:
+            if not checked:
+                _check_events(tail, deployment)
             yield tail
     finally:
         await upstream.aclose()  # type: ignore[attr-defined]
+
+
+def _check_events(events: bytes, deployment: str) -> None:
+    if not wire.valid_events(events):
+        raise UpstreamBadResponseError(
+            f"deployment {deployment!r}: the upstream's stream is not OpenAI server-sent events",
+            deployment=deployment,
+        )
 
 
 async def _translate(

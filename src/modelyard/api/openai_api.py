@@ -116,8 +116,14 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     req = parse(EmbeddingRequest, body)
     router = request.app[ROUTER]
-    plan = router.plan(req.model, Demand(), request_id=request[REQUEST_ID], endpoint="embeddings")
     call = Call(request, "embeddings", req.model, False)
+    try:
+        plan = router.plan(
+            req.model, Demand(), request_id=request[REQUEST_ID], endpoint="embeddings"
+        )
+    except GatewayError as err:
+        call.done(error=err)
+        raise
     try:
         call.provider, result = await router.run(plan, lambda p: p.embed(req))
     except GatewayError as err:

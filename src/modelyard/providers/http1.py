@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
@@ -26,6 +27,10 @@ from urllib.parse import urlsplit
 import httptools
 
 _HIGH_WATER = 64  # chunks buffered before reading from the socket pauses
+# A kept-alive connection idle longer than this is closed rather than reused: servers
+# close idle ones after 5 s (some proxies) to 75 s, and a request written as the server
+# closes is lost in a way no client can safely repair.
+IDLE_REUSE_SECONDS = 4.0
 
 
 class ProtocolError(Exception):
@@ -74,6 +79,7 @@ class _Connection(asyncio.Protocol):
         self.limit = limit
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.idle_since = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -88,7 +94,6 @@ class _Connection(asyncio.Protocol):
         self._paused = False
         self._inflate: zlib._Decompress | None = None
         self._keep_alive = False
-        self.got_bytes = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -96,7 +101,6 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, ProtocolError) as exc:
@@ -239,26 +243,27 @@ class Pool:
             head += f"{name}: {value}\r\n".encode("latin-1")
         head += b"Content-Length: %d\r\nAccept-Encoding: gzip, deflate\r\n\r\n" % len(body)
         data = bytes(head) + body
-        while True:
-            conn, reused = await self._acquire(key)
-            try:
-                return await conn.send(data)
-            except (ConnectionError, ProtocolError):
-                conn.close()
-                # a kept-alive connection the server closed before answering: try a fresh one
-                if reused and not conn.got_bytes:
-                    continue
-                raise
-            except BaseException:
-                conn.close()
-                raise
+        conn = await self._acquire(key)
+        try:
+            return await conn.send(data)
+        except BaseException:
+            # never resent here: the upstream may have read it, and retrying is the
+            # router's job, where every attempt is counted and explained
+            conn.close()
+            raise
 
-    async def _acquire(self, key: tuple[str, str, int]) -> tuple[_Connection, bool]:
+    async def _acquire(self, key: tuple[str, str, int]) -> _Connection:
         idle = self._idle.get(key)
+        fresh_after = time.monotonic() - IDLE_REUSE_SECONDS
         while idle:
             conn = idle.pop()
-            if not conn.closed:
-                return conn, True
+            transport = conn.transport
+            if conn.closed or transport is None or transport.is_closing():
+                continue
+            if conn.idle_since < fresh_after:
+                conn.close()  # the server may be closing it right now: do not race it
+                continue
+            return conn
         loop = asyncio.get_running_loop()
         scheme, host, port = key
         tls = None
@@ -273,9 +278,10 @@ class Pool:
             ssl=tls,
             server_hostname=host if tls else None,
         )
-        return conn, False
+        return conn
 
     def release(self, conn: _Connection) -> None:
+        conn.idle_since = time.monotonic()
         self._idle.setdefault(conn.key, []).append(conn)
 
     def close(self) -> None:

@@ -98,8 +98,7 @@ class Generation:
 class LocalChatProvider(Provider):
     """Gemma 3 270M in-process: chat, legacy completions, streaming."""
 
-    def __init__(self, deployment: Deployment, *, data_dir: Path, threads: int | None,
-                 n_ctx: int):
+    def __init__(self, deployment: Deployment, *, data_dir: Path, threads: int | None, n_ctx: int):
         super().__init__(deployment)
         self.model_path = data_dir / "models" / MODEL_FILE
         self.threads = threads
@@ -152,8 +151,14 @@ class LocalChatProvider(Provider):
 
     # ------------------------------------------------------ the worker side
 
-    def _chat_job(self, req: ChatRequest, prompt: ChatPrompt, emit: Emit | None,
-                  llama: Llama, cancel: threading.Event) -> list[Generation]:
+    def _chat_job(
+        self,
+        req: ChatRequest,
+        prompt: ChatPrompt,
+        emit: Emit | None,
+        llama: Llama,
+        cancel: threading.Event,
+    ) -> list[Generation]:
         tokens = prompt_tokens(llama, prompt.text, "messages")
         sampling = self._sampling(req, req.output_limit)
         results = []
@@ -170,8 +175,9 @@ class LocalChatProvider(Provider):
             results.append(gen)
         return results
 
-    def _completion_job(self, req: CompletionRequest, emit: Emit | None,
-                        llama: Llama, cancel: threading.Event) -> list[Generation]:
+    def _completion_job(
+        self, req: CompletionRequest, emit: Emit | None, llama: Llama, cancel: threading.Event
+    ) -> list[Generation]:
         # every prompt is checked before the first token, so errors come before chunks
         prompts = [(text, prompt_tokens(llama, text, "prompt")) for text in req.prompts]
         sampling = self._sampling(req, req.max_tokens)
@@ -183,9 +189,15 @@ class LocalChatProvider(Provider):
                 emit(index, None, None)
                 if req.echo:
                     emit(index, text, None)
-            gen = generate(llama, tokens, req.stop_list, replace(sampling, seed=seed),
-                           strip=False, cancel=cancel,
-                           say=None if emit is None else _say(emit, index))
+            gen = generate(
+                llama,
+                tokens,
+                req.stop_list,
+                replace(sampling, seed=seed),
+                strip=False,
+                cancel=cancel,
+                say=None if emit is None else _say(emit, index),
+            )
             if emit is not None:
                 emit(index, None, gen.finish_reason)
             results.append(gen)
@@ -210,8 +222,7 @@ class LocalChatProvider(Provider):
     async def _run(self, job: Callable[[Llama, threading.Event], T]) -> T:
         return await take_turn(self._turn, partial(self._with_model, job))
 
-    def _with_model(self, job: Callable[[Llama, threading.Event], T],
-                    cancel: threading.Event) -> T:
+    def _with_model(self, job: Callable[[Llama, threading.Event], T], cancel: threading.Event) -> T:
         if self._llama is None:  # the first turn loads the model, in its worker thread
             try:
                 self._llama = self._load()
@@ -219,8 +230,9 @@ class LocalChatProvider(Provider):
                 raise self._unavailable(exc) from exc
         return job(self._llama, cancel)
 
-    async def _stream(self, job: Callable[[Emit, Llama, threading.Event], list[Generation]],
-                      n: int) -> AsyncIterator[ChatChunk]:
+    async def _stream(
+        self, job: Callable[[Emit, Llama, threading.Event], list[Generation]], n: int
+    ) -> AsyncIterator[ChatChunk]:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[tuple[int, str | None, FinishReason | None] | None]
         events = asyncio.Queue()
@@ -267,8 +279,7 @@ class LocalChatProvider(Provider):
             deployment=self.name,
         )
 
-    def _response(self, results: list[Generation], contents: list[str], n: int
-                  ) -> ChatResponse:
+    def _response(self, results: list[Generation], contents: list[str], n: int) -> ChatResponse:
         return ChatResponse(
             id=new_id("chatcmpl"),
             model=self.deployment.model,
@@ -322,8 +333,9 @@ class LocalEmbeddingProvider(Provider):
         async with self._turn:
             self._model = None
 
-    def _encode(self, req: EmbeddingRequest, cancel: threading.Event
-                ) -> tuple[list[list[float]], int]:
+    def _encode(
+        self, req: EmbeddingRequest, cancel: threading.Event
+    ) -> tuple[list[list[float]], int]:
         import numpy as np
 
         if self._model is None:
@@ -342,8 +354,13 @@ class LocalEmbeddingProvider(Provider):
                 param="dimensions",
             )
         texts = req.inputs
-        vectors = model.encode(texts, batch_size=32, convert_to_numpy=True,
-                               normalize_embeddings=True, show_progress_bar=False)
+        vectors = model.encode(
+            texts,
+            batch_size=32,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
         if req.dimensions is not None and req.dimensions < size:
             vectors = vectors[:, : req.dimensions]
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -427,8 +444,16 @@ def prompt_tokens(llama: Llama, text: str, param: str) -> list[int]:
     return tokens
 
 
-def generate(llama: Llama, tokens: list[int], stops: Sequence[str], sampling: Sampling, *,
-             strip: bool, cancel: threading.Event, say: Say | None = None) -> Generation:
+def generate(
+    llama: Llama,
+    tokens: list[int],
+    stops: Sequence[str],
+    sampling: Sampling,
+    *,
+    strip: bool,
+    cancel: threading.Event,
+    say: Say | None = None,
+) -> Generation:
     """One completion of ``tokens``, in the calling (worker) thread.
 
     ``say`` receives text as soon as it cannot be the start of a stop string
@@ -449,8 +474,13 @@ def generate(llama: Llama, tokens: list[int], stops: Sequence[str], sampling: Sa
     end = -1  # where a stop string begins
     finish: FinishReason = "length"
     steps = llama.generate(
-        tokens, top_k=TOP_K, top_p=sampling.top_p, min_p=MIN_P, temp=sampling.temperature,
-        repeat_penalty=REPEAT_PENALTY, frequency_penalty=sampling.frequency_penalty,
+        tokens,
+        top_k=TOP_K,
+        top_p=sampling.top_p,
+        min_p=MIN_P,
+        temp=sampling.temperature,
+        repeat_penalty=REPEAT_PENALTY,
+        frequency_penalty=sampling.frequency_penalty,
         presence_penalty=sampling.presence_penalty,
     )
     try:
@@ -493,8 +523,15 @@ def generate(llama: Llama, tokens: list[int], stops: Sequence[str], sampling: Sa
     return Generation(answer, len(tokens), count, finish)
 
 
-def _answer(llama: Llama, req: ChatRequest, prompt: ChatPrompt, tokens: list[int],
-            sampling: Sampling, say: Say | None, cancel: threading.Event) -> Generation:
+def _answer(
+    llama: Llama,
+    req: ChatRequest,
+    prompt: ChatPrompt,
+    tokens: list[int],
+    sampling: Sampling,
+    say: Say | None,
+    cancel: threading.Event,
+) -> Generation:
     """A chat answer that is never empty: retry with other sampling, then nudge."""
     gen = generate(llama, tokens, prompt.stop, sampling, strip=True, cancel=cancel, say=say)
     if gen.text or prompt.prefix or cancel.is_set():
@@ -509,8 +546,7 @@ def _answer(llama: Llama, req: ChatRequest, prompt: ChatPrompt, tokens: list[int
     except InvalidRequestError:  # the nudge itself does not fit
         nudged_tokens = []
     if nudged_tokens:
-        gen = generate(llama, nudged_tokens, nudged.stop, retry, strip=True, cancel=cancel,
-                       say=say)
+        gen = generate(llama, nudged_tokens, nudged.stop, retry, strip=True, cancel=cancel, say=say)
     if gen.text or cancel.is_set():
         return gen
     if say is not None:
@@ -550,4 +586,3 @@ def _usage(results: list[Generation], n: int) -> Usage:
 def _check_completion(req: CompletionRequest) -> None:
     if req.suffix:
         raise InvalidRequestError("this model cannot fill in a suffix", param="suffix")
-

@@ -83,9 +83,7 @@ def chat_prompt(req: ChatRequest, *, nudge: bool = False) -> ChatPrompt:
     turns += _turns(req.messages)
     turns.append(f"{ASSISTANT} {prefix}" if prefix else ASSISTANT)
     # a user's turn opens an exchange after a blank line; the assistant answers on the next
-    text = head + "".join(
-        ("\n" if t.startswith(ASSISTANT) else "\n\n") + t for t in turns
-    )
+    text = head + "".join(("\n" if t.startswith(ASSISTANT) else "\n\n") + t for t in turns)
     return ChatPrompt(text=text, stop=stop_strings(req.stop_list), prefix=prefix)
 
 
@@ -138,4 +136,3 @@ def _turns(messages: list[Message]) -> list[str]:
             name = tool_names.get(message.tool_call_id or "", "a tool")
             turns.append(f"{USER} (result of {name}) {text}")
     return turns
-

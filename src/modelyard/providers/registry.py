@@ -26,10 +26,20 @@ class Host:
 HOSTS: dict[str, Host] = {
     h.name: h
     for h in (
-        Host("openai", "https://api.openai.com/v1", "OPENAI_API_KEY",
-             max_tokens_field="max_completion_tokens"),
-        Host("azure", None, "AZURE_OPENAI_API_KEY", auth_header="api-key",
-             max_tokens_field="max_completion_tokens", azure=True),
+        Host(
+            "openai",
+            "https://api.openai.com/v1",
+            "OPENAI_API_KEY",
+            max_tokens_field="max_completion_tokens",
+        ),
+        Host(
+            "azure",
+            None,
+            "AZURE_OPENAI_API_KEY",
+            auth_header="api-key",
+            max_tokens_field="max_completion_tokens",
+            azure=True,
+        ),
         Host("xai", "https://api.x.ai/v1", "XAI_API_KEY"),
         Host("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
         Host("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY", stream_usage=False),

@@ -115,6 +115,8 @@ class Router:
         self.committed_spend: dict[str, float] = {}  # USD this month, by deployment
         self._month = time.strftime("%Y-%m")
         self._indexes: dict[str, _RouteIndex] = {}
+        #: called with the decision of a request refused before any attempt
+        self.on_refusal: Callable[[Decision], None] | None = None
 
     # ------------------------------------------------------------- routes
 
@@ -142,9 +144,25 @@ class Router:
         index = self._indexes.get(model)
         if index is None:
             index = self._index(model)
-        route = index.route
-        decision = Decision(request_id, route.name, demand.kind, route.policy)
+        decision = Decision(request_id, index.route.name, demand.kind, index.route.policy)
         decision.candidates = index.names
+        try:
+            return self._plan(index, decision, demand, endpoint, model)
+        except GatewayError as err:
+            decision.error = err.message
+            if self.on_refusal is not None:
+                self.on_refusal(decision)  # refused decisions are kept too
+            raise
+
+    def _plan(
+        self,
+        index: _RouteIndex,
+        decision: Decision,
+        demand: filters.Demand,
+        endpoint: str,
+        model: str,
+    ) -> Plan:
+        route = index.route
         deps = index.serving(endpoint, model)
         removed: dict[str, str] = {}
         now = time.monotonic()

@@ -44,20 +44,37 @@ from modelyard.types import (
     Usage,
 )
 
-_FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII",
-             "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION")
+_FILTERED = (
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "IMAGE_RECITATION",
+)
 #: Gemini finishReason -> ours; any other reason (OTHER, LANGUAGE, ...) ends as "stop".
 FINISH: dict[str, FinishReason] = {
-    "STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(_FILTERED, "content_filter")
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    **dict.fromkeys(_FILTERED, "content_filter"),
 }
 
 #: Google's placeholder for a function call whose signature is unknown.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _SIG = "__sig_"
 
-_IMAGE_TYPES = {"png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg",
-                "webp": "image/webp", "gif": "image/gif", "heic": "image/heic",
-                "heif": "image/heif", "pdf": "application/pdf"}
+_IMAGE_TYPES = {
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "gif": "image/gif",
+    "heic": "image/heic",
+    "heif": "image/heif",
+    "pdf": "application/pdf",
+}
 
 
 def model_resource(model: str) -> str:
@@ -427,7 +444,8 @@ class GeminiStreamTranslator:
             out.append(self._chunk(ChoiceDelta(index=idx, finish_reason=reason)))
         usage = usage_from_gemini(self._usage)
         out.append(
-            ChatChunk(id=self.id or "", model=self.model, created=self.created, choices=[],
-                      usage=usage)
+            ChatChunk(
+                id=self.id or "", model=self.model, created=self.created, choices=[], usage=usage
+            )
         )
         return out

@@ -338,6 +338,26 @@ def _event_data(event: bytes) -> str:
     return b"\n".join(lines).decode("utf-8", errors="replace")
 
 
+def valid_events(events: bytes) -> bool:
+    """Whether whole SSE events all carry data that is a JSON object (or ``[DONE]``)."""
+    found = False
+    for event in events.split(b"\n\n"):
+        if not event.strip() or event.startswith(b":"):
+            continue
+        data = _event_data(event)
+        if data == "[DONE]":
+            found = True
+            continue
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(value, dict):
+            return False
+        found = True
+    return found
+
+
 def _event_json(data: str) -> dict[str, Any]:
     try:
         value = orjson.loads(data)
