@@ -264,6 +264,8 @@ class Router:
     ) -> tuple[Provider, T]:
         """Try the plan's providers until one answers; raise the last error otherwise."""
         timeout = plan.route.timeout
+        if timeout is None:
+            return await self._run(plan, attempt, discard)
         try:
             async with asyncio.timeout(timeout):
                 return await self._run(plan, attempt, discard)
