@@ -14,6 +14,7 @@ from modelyard.api import admin, health, openai_api
 from modelyard.api.context import (
     MAX_BODY_BYTES,
     REQUEST_LOG,
+    ROUTE_STORE,
     ROUTER,
     SETTINGS,
     TRANSPORT,
@@ -25,6 +26,7 @@ from modelyard.providers.transport import Transport
 from modelyard.routing.router import Router
 from modelyard.settings import Deployment, Settings
 from modelyard.storage.request_log import RequestLog, create_db_engine, sqlite_url
+from modelyard.storage.route_store import RouteStore
 
 log = logging.getLogger("modelyard")
 
@@ -71,6 +73,15 @@ def create_app(settings: Settings) -> web.Application:
     app[TRANSPORT] = transport
     router = app[ROUTER] = Router(settings, providers)
     router.on_refusal = request_log.record_decision
+    store = app[ROUTE_STORE] = RouteStore(request_log.engine)
+    for name, route in store.load():  # the admin API's changes outlive restarts
+        try:
+            if route is None:
+                router.routes.pop(name, None)
+            else:
+                router.set_route(route)
+        except ValueError as exc:  # its deployment left the config since
+            log.warning("stored route %r is not applied: %s", name, exc)
     app[REQUEST_LOG] = request_log
     app[MAX_BODY_BYTES] = settings.server.max_body_bytes
 

@@ -19,17 +19,9 @@ ADMIN = {"Authorization": "Bearer admin-secret"}
 CHAT = {"messages": [{"role": "user", "content": "hi"}]}
 
 
-@pytest_asyncio.fixture
-async def client(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    openai_upstream: tuple[LoopbackServer, Recorder],
-) -> AsyncIterator[TestClient]:
-    monkeypatch.setenv("UP_KEY", UPSTREAM_KEY)
-    monkeypatch.setenv("MODELYARD_ADMIN_KEY", "admin-secret")
-    url = openai_upstream[0].url + "/v1"
+def _settings(tmp_path: Path, url: str) -> Settings:
     dep = {"provider": "openai-compatible", "model": "m", "base_url": url, "api_key_env": "UP_KEY"}
-    settings = Settings.model_validate(
+    return Settings.model_validate(
         {
             "server": {"data_dir": str(tmp_path)},
             "embedded_models": False,
@@ -40,8 +32,33 @@ async def client(
             "routes": [{"name": "chat", "deployments": ["a", "b"]}],
         }
     )
+
+
+@pytest_asyncio.fixture
+async def client(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    openai_upstream: tuple[LoopbackServer, Recorder],
+) -> AsyncIterator[TestClient]:
+    monkeypatch.setenv("UP_KEY", UPSTREAM_KEY)
+    monkeypatch.setenv("MODELYARD_ADMIN_KEY", "admin-secret")
+    settings = _settings(tmp_path, openai_upstream[0].url + "/v1")
     async with TestClient(TestServer(create_app(settings))) as c:
         yield c
+
+
+async def test_admin_route_changes_outlive_a_restart(
+    client: TestClient, tmp_path: Path, openai_upstream: tuple[LoopbackServer, Recorder]
+) -> None:
+    put = await client.put("/admin/routes/kept", headers=ADMIN, json={"deployments": ["b"]})
+    assert put.status == 200
+    assert (await client.delete("/admin/routes/chat", headers=ADMIN)).status == 204
+    restarted = create_app(_settings(tmp_path, openai_upstream[0].url + "/v1"))
+    async with TestClient(TestServer(restarted)) as again:
+        listed = await (await again.get("/admin/routes", headers=ADMIN)).json()
+        assert {r["name"] for r in listed["routes"]} == {"kept"}
+        resp = await again.post("/v1/chat/completions", json={"model": "kept", **CHAT})
+        assert resp.headers["X-Modelyard-Deployment"] == "b"
 
 
 async def test_admin_needs_the_admin_key(

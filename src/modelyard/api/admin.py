@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from modelyard.api.body import read_json
-from modelyard.api.context import REQUEST_LOG, ROUTER
+from modelyard.api.context import REQUEST_LOG, ROUTE_STORE, ROUTER
 from modelyard.api.errors import validation_error
 from modelyard.errors import (
     AuthenticationError,
@@ -68,12 +68,15 @@ async def put_route(request: web.Request) -> web.Response:
         request.app[ROUTER].set_route(route)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), param="deployments") from None
+    await asyncio.to_thread(request.app[ROUTE_STORE].save, name, route)
     return _json(route.model_dump(mode="json"))
 
 
 async def delete_route(request: web.Request) -> web.Response:
     _authorize(request)
-    request.app[ROUTER].delete_route(request.match_info["name"])
+    name = request.match_info["name"]
+    request.app[ROUTER].delete_route(name)
+    await asyncio.to_thread(request.app[ROUTE_STORE].save, name, None)
     return web.Response(status=204)
 
 
