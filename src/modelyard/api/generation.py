@@ -97,25 +97,34 @@ class Call:
         )
 
 
+_NO_CAPABILITIES: frozenset[str] = frozenset()
+
+
 def demand(request: web.Request, req: ChatRequest | CompletionRequest) -> Demand:
     """What the request needs from a deployment: contract inputs, size and capabilities."""
-    caps: set[str] = set()
+    caps = _NO_CAPABILITIES
     output = req.max_tokens or 0
     if isinstance(req, ChatRequest):
         output = req.output_limit or 0
+        found: list[str] = []
         if req.tools:
-            caps.add("tools")
+            found.append("tools")
         if req.response_format is not None and req.response_format.type != "text":
-            caps.add("json_schema")
-        if any(m.has_image for m in req.messages):
-            caps.add("images")
-    regions = request.headers.get("X-Data-Region")
+            found.append("json_schema")
+        for m in req.messages:
+            if isinstance(m.content, list) and m.has_image:
+                found.append("images")
+                break
+        if found:
+            caps = frozenset(found)
+    headers = request.headers
+    regions = headers.get("X-Data-Region")
     return Demand(
         kind="stateless",
-        classification=request.headers.get("X-Data-Classification"),
+        classification=headers.get("X-Data-Classification"),
         regions=frozenset(r.strip() for r in regions.split(",")) if regions else None,
         tokens=(request.content_length or 0) // 4 + output,  # ~4 bytes a token
-        capabilities=frozenset(caps),
+        capabilities=caps,
     )
 
 
@@ -164,9 +173,10 @@ async def generate(
     finally:
         request.app[REQUEST_LOG].record_decision(plan.decision)
     call.done()
-    response = web.Response(body=data, content_type="application/json")
-    response.headers[DEPLOYMENT_HEADER] = call.provider.name
-    return response
+    return web.Response(
+        body=data,
+        headers={"Content-Type": "application/json", DEPLOYMENT_HEADER: call.provider.name},
+    )
 
 
 def _usage_of(body: bytes, deployment: str) -> Usage:
