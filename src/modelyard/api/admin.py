@@ -14,12 +14,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import orjson
 from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from modelyard.api.body import read_json
+from modelyard.api.body import json_response, read_json
 from modelyard.api.context import REQUEST_LOG, ROUTE_STORE, ROUTER
 from modelyard.api.errors import validation_error
 from modelyard.errors import (
@@ -44,14 +43,10 @@ def _authorize(request: web.Request) -> None:
         raise AuthenticationError("A valid admin key is needed (Authorization: Bearer ...)")
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
 async def list_routes(request: web.Request) -> web.Response:
     _authorize(request)
     routes = request.app[ROUTER].routes.values()
-    return _json({"routes": [r.model_dump(mode="json") for r in routes]})
+    return json_response({"routes": [r.model_dump(mode="json") for r in routes]})
 
 
 async def put_route(request: web.Request) -> web.Response:
@@ -69,7 +64,7 @@ async def put_route(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise InvalidRequestError(str(exc), param="deployments") from None
     await asyncio.to_thread(request.app[ROUTE_STORE].save, name, route)
-    return _json(route.model_dump(mode="json"))
+    return json_response(route.model_dump(mode="json"))
 
 
 async def delete_route(request: web.Request) -> web.Response:
@@ -82,7 +77,7 @@ async def delete_route(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     _authorize(request)
-    return _json({"deployments": request.app[ROUTER].health.snapshot()})
+    return json_response({"deployments": request.app[ROUTER].health.snapshot()})
 
 
 async def dependency(request: web.Request) -> web.Response:
@@ -96,7 +91,7 @@ async def dependency(request: web.Request) -> web.Response:
         raise InvalidRequestError("hours must be between 0 and 8784", param="hours")
     router = request.app[ROUTER]
     rows = await asyncio.to_thread(_usage_rows, request, time.time() - hours * 3600)
-    return _json({"window_hours": hours, "routes": dependency_report(router, rows)})
+    return json_response({"window_hours": hours, "routes": dependency_report(router, rows)})
 
 
 def _usage_rows(request: web.Request, since: float) -> list[tuple[str, str, str, int, int, int]]:

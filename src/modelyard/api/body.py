@@ -1,4 +1,4 @@
-"""Reading a request body: size-limited, JSON, an object, validated into a typed request."""
+"""Request and response bodies: size-limited JSON in, validated into typed requests; JSON out."""
 
 from __future__ import annotations
 
@@ -40,3 +40,7 @@ def parse(model: type[T], data: dict[str, Any]) -> T:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc) from None
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")

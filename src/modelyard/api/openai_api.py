@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from modelyard.api.body import parse, read_json
+from modelyard.api.body import json_response, parse, read_json
 from modelyard.api.context import REQUEST_ID, REQUEST_LOG, ROUTER
 from modelyard.api.generation import DEPLOYMENT_HEADER, Call, generate
 from modelyard.errors import GatewayError, NotFoundError
@@ -44,10 +43,6 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         wire.chat_response_to_dict,
         wire.chat_chunk_to_dict,
     )
-
-
-def _json(data: Any) -> web.Response:
-    return web.Response(body=orjson.dumps(data), content_type="application/json")
 
 
 # ---------------------------------------------------------- completions
@@ -135,7 +130,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     call.done()
     out = wire.embedding_response_to_dict(result, req.encoding_format)
     out["model"] = req.model
-    response = _json(out)
+    response = json_response(out)
     response.headers[DEPLOYMENT_HEADER] = call.provider.name
     return response
 
@@ -149,14 +144,14 @@ def _model_card(name: str, provider: Provider) -> dict[str, Any]:
 
 async def list_models(request: web.Request) -> web.Response:
     names = request.app[ROUTER].names()
-    return _json({"object": "list", "data": [_model_card(n, p) for n, p in names]})
+    return json_response({"object": "list", "data": [_model_card(n, p) for n, p in names]})
 
 
 async def get_model(request: web.Request) -> web.Response:
     name = request.match_info["model"]
     for known, provider in request.app[ROUTER].names():
         if known == name:
-            return _json(_model_card(known, provider))
+            return json_response(_model_card(known, provider))
     raise NotFoundError(f"The model {name!r} does not exist", param="model", code="model_not_found")
 
 
@@ -166,7 +161,7 @@ async def routing_decision(request: web.Request) -> web.Response:
     found = await request.app[REQUEST_LOG].find_decision(request_id)
     if found is None:
         raise NotFoundError(f"No routing decision is stored for request {request_id!r}")
-    return _json(found)
+    return json_response(found)
 
 
 def routes() -> list[web.RouteDef]:
