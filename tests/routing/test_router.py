@@ -116,11 +116,25 @@ async def test_policies_compose_and_tiers_come_first() -> None:
             }
         ],
     )
-    assert r.plan("x", Demand(tokens=100), request_id="r").decision.order == [
+    assert r.plan(
+        "x", Demand(prompt_tokens=100, output_tokens=50), request_id="r"
+    ).decision.order == [
         "cheap",
         "dear",
         "spare",
     ]
+
+
+async def test_cost_weighs_input_and_output_prices_by_the_request() -> None:
+    deps = [
+        {"name": "cheap-in", "prices": {"input": 0.1, "output": 20}},
+        {"name": "cheap-out", "prices": {"input": 5, "output": 1}},
+    ]
+    r = _router(deps, [{"name": "x", "policy": "cost", "deployments": ["cheap-in", "cheap-out"]}])
+    long_prompt = Demand(prompt_tokens=10_000, output_tokens=10)
+    long_answer = Demand(prompt_tokens=10, output_tokens=4_000)
+    assert r.plan("x", long_prompt, request_id="r").decision.order[0] == "cheap-in"
+    assert r.plan("x", long_answer, request_id="r").decision.order[0] == "cheap-out"
 
 
 async def test_weighted_split_follows_weights() -> None:

@@ -98,6 +98,7 @@ class Call:
 
 
 _NO_CAPABILITIES: frozenset[str] = frozenset()
+TYPICAL_OUTPUT_TOKENS = 256  # what the cost policy assumes when a request sets no limit
 
 
 def demand(request: web.Request, req: ChatRequest | CompletionRequest) -> Demand:
@@ -119,11 +120,14 @@ def demand(request: web.Request, req: ChatRequest | CompletionRequest) -> Demand
             caps = frozenset(found)
     headers = request.headers
     regions = headers.get("X-Data-Region")
+    prompt = (request.content_length or 0) // 4  # ~4 bytes a token
     return Demand(
         kind="stateless",
         classification=headers.get("X-Data-Classification"),
         regions=frozenset(r.strip() for r in regions.split(",")) if regions else None,
-        tokens=(request.content_length or 0) // 4 + output,  # ~4 bytes a token
+        tokens=prompt + output,
+        prompt_tokens=prompt,
+        output_tokens=output or TYPICAL_OUTPUT_TOKENS,
         capabilities=caps,
     )
 

@@ -26,6 +26,8 @@ class Demand:
     classification: str | None = None
     regions: frozenset[str] | None = None
     tokens: int = 0  # estimated prompt tokens plus the output limit
+    prompt_tokens: int = 0  # estimated
+    output_tokens: int = 0  # the output limit, or a typical answer's length when none
     capabilities: frozenset[str] = frozenset()
 
 

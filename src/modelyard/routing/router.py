@@ -200,8 +200,8 @@ class Router:
                 route.policy,
                 self.deployments,
                 self.health,
-                input_tokens=demand.tokens,
-                output_tokens=0,
+                input_tokens=demand.prompt_tokens,
+                output_tokens=demand.output_tokens,
                 committed_left=self._committed_left,
                 rng=self._rng,
             )
