@@ -29,7 +29,7 @@ from modelyard.errors import (
 from modelyard.routing.config import RouteConfig
 from modelyard.routing.policies import request_cost
 from modelyard.routing.router import Router
-from modelyard.storage.request_log import requests_table
+from modelyard.storage.schema import requests_table
 
 ADMIN_KEY_ENV = "MODELYARD_ADMIN_KEY"
 

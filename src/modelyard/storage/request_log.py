@@ -16,16 +16,9 @@ from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
-    Boolean,
-    Column,
     Connection,
     Engine,
-    Float,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
     create_engine,
     event,
     func,
@@ -35,43 +28,10 @@ from sqlalchemy import (
 )
 
 from modelyard.routing.decision import Decision
+from modelyard.storage.migrate import upgrade
+from modelyard.storage.schema import decisions_table, requests_table
 
 log = logging.getLogger(__name__)
-
-metadata = MetaData()
-
-requests_table = Table(
-    "requests",
-    metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("id", String(128), nullable=False),  # the request id clients see
-    Column("ts", Float, nullable=False),
-    Column("endpoint", String(32), nullable=False),
-    Column("model", String(200), nullable=False),
-    Column("deployment", String(200)),
-    Column("provider", String(40)),
-    Column("status", Integer, nullable=False),
-    Column("stream", Boolean, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    Column("input_tokens", Integer, nullable=False, default=0),
-    Column("output_tokens", Integer, nullable=False, default=0),
-    Column("cached_input_tokens", Integer, nullable=False, default=0),
-    Column("reasoning_tokens", Integer, nullable=False, default=0),
-    Column("ttft_ms", Float),
-    Column("error_type", String(64)),
-)
-
-
-decisions_table = Table(
-    "routing_decisions",
-    metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=True),
-    Column("request_id", String(128), nullable=False, index=True),
-    Column("ts", Float, nullable=False),
-    Column("route", String(200), nullable=False),
-    Column("chosen", String(200)),
-    Column("body", Text, nullable=False),  # the decision as JSON
-)
 
 
 class RequestRecord(NamedTuple):
@@ -109,7 +69,7 @@ def create_db_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
-    metadata.create_all(engine)
+    upgrade(engine)
     return engine
 
 

@@ -9,24 +9,15 @@ from __future__ import annotations
 import time
 
 import orjson
-from sqlalchemy import Column, Engine, Float, String, Table, Text, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select
 
 from modelyard.routing.config import RouteConfig
-from modelyard.storage.request_log import metadata
-
-route_overrides = Table(
-    "route_overrides",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("body", Text),  # NULL: deleted
-    Column("ts", Float, nullable=False),
-)
+from modelyard.storage.schema import route_overrides
 
 
 class RouteStore:
     def __init__(self, engine: Engine):
         self.engine = engine
-        metadata.create_all(engine, tables=[route_overrides])
 
     def save(self, name: str, route: RouteConfig | None) -> None:
         body = orjson.dumps(route.model_dump(mode="json")).decode() if route else None
