@@ -63,7 +63,8 @@ def create_app(settings: Settings) -> web.Application:
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
     transport = Transport()
     providers = [build_provider(d, settings, transport) for d in settings.deployments]
-    request_log = RequestLog(create_db_engine(sqlite_url(settings.server.data_dir)))
+    url = settings.server.database_url or sqlite_url(settings.server.data_dir)
+    request_log = RequestLog(create_db_engine(url))
 
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,

@@ -89,9 +89,26 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
     data_dir: Path = Path(".modelyard")
+    #: PostgreSQL for many replicas (postgresql://...); None: SQLite in data_dir
+    database_url: str | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     local_model_threads: int | None = Field(default=None, ge=1)
     local_context: int = Field(default=4096, ge=256)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return None if value is None else database_url(value)
+
+
+def database_url(value: str) -> str:
+    """A PostgreSQL or SQLite URL in SQLAlchemy's form (psycopg 3 for PostgreSQL)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if value.startswith(prefix):
+            return "postgresql+psycopg://" + value[len(prefix) :]
+    if value.startswith(("postgresql+psycopg://", "sqlite:///")):
+        return value
+    raise ValueError("database_url must be a postgresql:// or sqlite:/// URL")
 
 
 class Settings(_Section):
@@ -236,6 +253,7 @@ def load_settings(
         ("port", "MODELYARD_PORT"),
         ("data_dir", "MODELYARD_DATA_DIR"),
         ("max_body_bytes", "MODELYARD_MAX_BODY_BYTES"),
+        ("database_url", "MODELYARD_DATABASE_URL"),
     ):
         if environ.get(var):
             server[key] = environ[var]
