@@ -7,35 +7,11 @@ from typing import Any
 import orjson
 import pytest
 
-from modelyard.types import ChatChunk, ChatRequest, Usage
+from modelyard.types import ChatChunk, Usage
 from modelyard.wire import anthropic as wire
 from modelyard.wire.sse import SSEDecoder
 from tests.fakes.harness import sse
 from tests.wire.test_anthropic import message
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
-
-
-def request(**fields: Any) -> ChatRequest:
-    fields.setdefault("model", "claude")
-    fields.setdefault("messages", [{"role": "user", "content": "hi"}])
-    return ChatRequest.model_validate(fields)
-
-
-def body(**fields: Any) -> dict[str, Any]:
-    return wire.messages_request(request(**fields), model="claude-sonnet-4-5")
-
 
 # -------------------------------------------------------------------- streams
 

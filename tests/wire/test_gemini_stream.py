@@ -6,34 +6,9 @@ from typing import Any
 
 import orjson
 
-from modelyard.types import ChatChunk, ChatRequest
+from modelyard.types import ChatChunk
 from modelyard.wire import gemini as g
 from modelyard.wire.sse import SSEDecoder
-
-
-def req(messages: list[dict[str, Any]], **kw: Any) -> ChatRequest:
-    return ChatRequest.model_validate({"model": "gemini-2.5-flash", "messages": messages, **kw})
-
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Weather for a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-    },
-}
-TIME_TOOL = {"type": "function", "function": {"name": "get_time"}}
-
-
-def call(id_: str, name: str, args: str) -> dict[str, Any]:
-    return {"id": id_, "type": "function", "function": {"name": name, "arguments": args}}
-
 
 # -------------------------------------------------------------- streams
 
