@@ -139,3 +139,13 @@ def error_response(
         )
 
     return handler
+
+
+def openai_error(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> Handler:
+    """A scripted answer: an error in OpenAI's shape."""
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    }
+    return error_response(status, body)

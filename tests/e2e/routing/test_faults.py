@@ -20,7 +20,7 @@ from tests.e2e.routing.support import (
     wait_for,
 )
 from tests.fakes.faulty_upstream import FaultyUpstream
-from tests.fakes.harness import LoopbackServer, Recorder, error_response
+from tests.fakes.harness import LoopbackServer, Recorder, openai_error
 
 
 def test_503_is_retried_then_the_backup_answers(
@@ -71,15 +71,8 @@ def test_400_from_the_upstream_is_final(
     up: dict[str, FaultyUpstream],
     openai_upstream: tuple[LoopbackServer, Recorder],
 ) -> None:
-    body = {
-        "error": {
-            "message": "Invalid value for 'messages': bad",
-            "type": "invalid_request_error",
-            "param": "messages",
-            "code": None,
-        }
-    }
-    openai_upstream[1].script.append(error_response(400, body))
+    bad = openai_error(400, "Invalid value for 'messages': bad", param="messages")
+    openai_upstream[1].script.append(bad)
     with pytest.raises(openai.BadRequestError) as info:
         chat(client, "r-400")
     assert "Invalid value for 'messages'" in info.value.message
@@ -94,15 +87,8 @@ def test_404_from_a_deployment_moves_on_without_a_retry(
     up: dict[str, FaultyUpstream],
     openai_upstream: tuple[LoopbackServer, Recorder],
 ) -> None:
-    body = {
-        "error": {
-            "message": "The model does not exist",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": "model_not_found",
-        }
-    }
-    openai_upstream[1].script.append(error_response(404, body))
+    missing = openai_error(404, "The model does not exist", code="model_not_found")
+    openai_upstream[1].script.append(missing)
     raw = chat(client, "r-404")
     assert answered_by(raw) == "e404-backup"
     assert len(openai_upstream[1].requests) == 1
