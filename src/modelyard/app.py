@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
-from modelyard.api import admin, health, openai_api
+from modelyard.api import admin, governance_admin, health, openai_api
+from modelyard.api.auth import auth_middleware
 from modelyard.api.context import (
+    GOVERNANCE,
+    GOVERNANCE_STORE,
+    KEY_RING,
     MAX_BODY_BYTES,
     REQUEST_LOG,
     ROUTE_STORE,
@@ -20,11 +26,18 @@ from modelyard.api.context import (
     TRANSPORT,
 )
 from modelyard.api.errors import gateway_middleware
+from modelyard.governance.auth import LOOPBACK, KeyRing
+from modelyard.governance.counters import create_counters
+from modelyard.governance.gate import Governance
+from modelyard.governance.keys import ADMIN_KEY_ENV, KeyHasher, load_secret
+from modelyard.governance.prices import resolve_prices
+from modelyard.governance.store import GovernanceStore
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import HOSTS
 from modelyard.providers.transport import Transport
 from modelyard.routing.router import Router
 from modelyard.settings import Deployment, Settings
+from modelyard.storage.redis import connect_redis
 from modelyard.storage.request_log import RequestLog, create_db_engine, sqlite_url
 from modelyard.storage.route_store import RouteStore
 
@@ -61,21 +74,41 @@ def build_provider(dep: Deployment, settings: Settings, transport: Transport) ->
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway: storage, transport, providers and routes. Nothing starts until run."""
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    resolve_prices(settings)  # an unpriced model is a config error, found at start
     transport = Transport()
     providers = [build_provider(d, settings, transport) for d in settings.deployments]
-    url = settings.server.database_url or sqlite_url(settings.server.data_dir)
-    request_log = RequestLog(create_db_engine(url))
+    server = settings.server
+    url = server.database_url or sqlite_url(server.data_dir)
+    engine = create_db_engine(url)
+    request_log = RequestLog(engine, server.data_dir / "spool")
+    store = GovernanceStore(engine, KeyHasher(load_secret(server.data_dir)))
+    env_admin = os.environ.get(ADMIN_KEY_ENV) or None
+    if env_admin is None and not store.has_admin_key():
+        _first_admin_key(store)
+    ring = KeyRing(
+        store,
+        loopback_only=server.host in LOOPBACK,
+        env_admin_key=env_admin,
+        sqlite_path=Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite") else None,
+    )
+    ring.load()
+    redis = connect_redis(server.redis_url) if server.redis_url else None
+    governance = Governance(*create_counters(redis), request_log)
+    ring.on_reload = governance.forget
 
     app = web.Application(
-        client_max_size=settings.server.max_body_bytes,
-        middlewares=[gateway_middleware(os.urandom(6).hex())],
+        client_max_size=server.max_body_bytes,
+        middlewares=[gateway_middleware(os.urandom(6).hex()), auth_middleware()],
     )
+    app[KEY_RING] = ring
+    app[GOVERNANCE] = governance
+    app[GOVERNANCE_STORE] = store
     app[SETTINGS] = settings
     app[TRANSPORT] = transport
     router = app[ROUTER] = Router(settings, providers)
     router.on_refusal = request_log.record_decision
-    store = app[ROUTE_STORE] = RouteStore(request_log.engine)
-    for name, route in store.load():  # the admin API's changes outlive restarts
+    route_store = app[ROUTE_STORE] = RouteStore(engine)
+    for name, route in route_store.load():  # the admin API's changes outlive restarts
         try:
             if route is None:
                 router.routes.pop(name, None)
@@ -97,11 +130,27 @@ def create_app(settings: Settings) -> web.Application:
         yield
         for provider in providers:
             await provider.close()
+        await governance.close()
         await request_log.close()
+        ring.close()
+        if redis is not None:
+            await redis.aclose()
         await transport.close()
 
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
     app.add_routes(admin.routes())
+    app.add_routes(governance_admin.routes())
     return app
+
+
+def _first_admin_key(store: GovernanceStore) -> None:
+    """No admin key anywhere: make one and show it this once, on the terminal, never in a log."""
+    key, _ = store.create_key(name="first admin key", team=None, role="admin")
+    sys.stderr.write(
+        "\nmodelyard: created the admin key; it is shown only now, keep it safe:\n"
+        f"    {key}\n"
+        "  (admin API: Authorization: Bearer <key>; or set MODELYARD_ADMIN_KEY)\n\n"
+    )
+    sys.stderr.flush()

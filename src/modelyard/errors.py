@@ -10,6 +10,7 @@ Errors are translated in exactly two places: upstream failures come in through
     └── GatewayError                answered to a client with ``status``
         ├── InvalidRequestError     400: malformed body or a bad field (``param``)
         ├── AuthenticationError     401
+        ├── BudgetExceededError     402: a hard budget would be exceeded
         ├── PermissionDeniedError   403
         ├── NotFoundError           404: unknown model, route or path
         ├── RequestTooLargeError    413: body over the configured limit
@@ -87,6 +88,14 @@ class InvalidRequestError(GatewayError):
 class AuthenticationError(GatewayError):
     status = 401
     type = "authentication_error"
+
+
+class BudgetExceededError(GatewayError):
+    """402, not 429: an SDK retries a 429, and retrying cannot make a budget larger."""
+
+    status = 402
+    type = "insufficient_quota"
+    code = "budget_exceeded"
 
 
 class PermissionDeniedError(GatewayError):

@@ -41,11 +41,18 @@ class _Section(BaseModel):
 
 
 class Prices(_Section):
-    """USD per million tokens; the governance price book overrides these later."""
+    """USD per million tokens of each kind; an unset optional rate falls back to input or output.
+
+    A deployment without ``prices`` gets the list prices of genai-prices at
+    start (``modelyard.governance.prices``); prices given here always win.
+    """
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
     cached_input: float | None = Field(default=None, ge=0)
+    cache_write: float | None = Field(default=None, ge=0)
+    audio_input: float | None = Field(default=None, ge=0)
+    audio_output: float | None = Field(default=None, ge=0)
 
 
 class Deployment(_Section):
@@ -91,9 +98,18 @@ class ServerSettings(_Section):
     data_dir: Path = Path(".modelyard")
     #: PostgreSQL for many replicas (postgresql://...); None: SQLite in data_dir
     database_url: str | None = None
+    #: Redis shared by replicas (redis://...): budgets, rate limits, breaker state; None: in memory
+    redis_url: str | None = None
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     local_model_threads: int | None = Field(default=None, ge=1)
     local_context: int = Field(default=4096, ge=256)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -254,6 +270,7 @@ def load_settings(
         ("data_dir", "MODELYARD_DATA_DIR"),
         ("max_body_bytes", "MODELYARD_MAX_BODY_BYTES"),
         ("database_url", "MODELYARD_DATABASE_URL"),
+        ("redis_url", "MODELYARD_REDIS_URL"),
     ):
         if environ.get(var):
             server[key] = environ[var]

@@ -225,11 +225,29 @@ class EmbeddingRequest(BaseModel):
 
 @dataclass(slots=True)
 class Usage:
+    """Token counts of one call, in OpenAI's convention: totals, and parts of those totals.
+
+    ``input_tokens`` is the whole prompt: cache reads, cache writes and audio
+    included (OpenAI's ``prompt_tokens``; Gemini's ``promptTokenCount``; the
+    Anthropic translator adds ``cache_read_input_tokens`` and
+    ``cache_creation_input_tokens`` to Anthropic's ``input_tokens``, which
+    leaves them out). ``cached_input_tokens``, ``cache_write_tokens`` and
+    ``audio_input_tokens`` are parts of it, taken as disjoint.
+
+    ``output_tokens`` is everything generated: ``reasoning_tokens`` and
+    ``audio_output_tokens`` are parts of it, not additions to it.
+
+    The price book (``modelyard.governance.prices``) relies on this to price
+    each token once.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -241,6 +259,8 @@ class Usage:
         self.cached_input_tokens += other.cached_input_tokens
         self.cache_write_tokens += other.cache_write_tokens
         self.reasoning_tokens += other.reasoning_tokens
+        self.audio_input_tokens += other.audio_input_tokens
+        self.audio_output_tokens += other.audio_output_tokens
 
 
 @dataclass(slots=True)

@@ -96,16 +96,15 @@ def gateway_middleware(id_prefix: str) -> Any:
     """The one middleware: give the request an id, and answer every error in OpenAI's shape.
 
     Request ids are a random per-process prefix and a counter: unique across
-    replicas and restarts, and far cheaper than a uuid per request. A client's
-    own ``X-Request-Id`` is kept when it is short and printable.
+    replicas and restarts, and far cheaper than a uuid per request. They key
+    the ledger (one row per request), so a client's own ``X-Request-Id`` never
+    replaces one: the ledger keeps it beside it (``client_request_id``).
     """
     counter = itertools.count()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        rid = request.headers.get("X-Request-Id")
-        if not rid or len(rid) > 128 or not rid.isprintable():
-            rid = f"req_{id_prefix}{next(counter):08x}"
+        rid = f"req_{id_prefix}{next(counter):08x}"
         request[REQUEST_ID] = rid
         response = await _answer(request, handler)
         if not response.prepared:

@@ -19,9 +19,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from modelyard.api.context import REQUEST_ID, REQUEST_LOG, ROUTER
+from modelyard.api.context import GOVERNANCE, PRINCIPAL, REQUEST_ID, REQUEST_LOG, ROUTER
 from modelyard.api.errors import stream_error_event
-from modelyard.errors import GatewayError, UpstreamBadResponseError, UpstreamError
+from modelyard.errors import (
+    GatewayError,
+    InvalidRequestError,
+    UpstreamBadResponseError,
+    UpstreamError,
+)
+from modelyard.governance.gate import IMAGE_TOKENS, Reservation
+from modelyard.governance.prices import cost_micros, max_cost_micros
 from modelyard.providers.base import Provider
 from modelyard.providers.openai_compat import OpenAICompatibleProvider
 from modelyard.routing.filters import Demand
@@ -37,21 +44,48 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 DEPLOYMENT_HEADER = "X-Modelyard-Deployment"
+TAGS_HEADER = "X-Modelyard-Tags"
+MAX_TAGS = 16
 
 Pieces = AsyncGenerator[bytes, None]
 
 
+def tags_of(request: web.Request) -> str | None:
+    """The request's ``X-Modelyard-Tags: feature=search, env=prod`` as a JSON object, or None."""
+    header = request.headers.get(TAGS_HEADER)
+    if header is None:
+        return None
+    tags: dict[str, str] = {}
+    for item in header.split(","):
+        name, eq, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not eq or not name or len(name) > 64 or len(value) > 128:
+            raise InvalidRequestError(
+                f"{TAGS_HEADER} must be name=value pairs separated by commas "
+                "(names up to 64 characters, values up to 128)",
+                param=TAGS_HEADER,
+            )
+        tags[name] = value
+    if len(tags) > MAX_TAGS:
+        raise InvalidRequestError(f"{TAGS_HEADER} may carry {MAX_TAGS} tags at most")
+    return orjson.dumps(tags).decode()
+
+
 class Call:
-    """Timing and accounting of one request, written to the request log at the end."""
+    """Governance, timing and accounting of one request; one ledger row at the end."""
 
     __slots__ = (
         "endpoint",
         "logged",
         "model",
+        "principal",
         "provider",
         "request",
+        "reservation",
+        "route",
         "stream",
         "t0",
+        "tags",
         "ttft",
         "usage",
     )
@@ -60,23 +94,58 @@ class Call:
         self.request = request
         self.endpoint = endpoint
         self.model = model
+        self.principal = request[PRINCIPAL]
         self.provider: Provider | None = None
         self.stream = stream
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
         self.usage = Usage()
         self.logged = False
+        self.reservation: Reservation | None = None
+        self.route: str | None = None
+        self.tags: str | None = None
+
+    async def admit(self) -> None:
+        """Tags, the key's model scope and the rate limits, before anything is routed."""
+        try:
+            self.tags = tags_of(self.request)
+            await self.request.app[GOVERNANCE].admit(self.principal, self.model)
+        except GatewayError as err:
+            self.done(error=err)
+            raise
+
+    async def reserve(self, plan: Plan, prompt_tokens: int, output_tokens: int | None) -> None:
+        """Reserve the most the request can cost on any deployment the plan may call."""
+        self.route = plan.route.name
+        plan.decision.team = self.principal.team_name
+        if self.principal.key is None:
+            return
+        gov = self.request.app[GOVERNANCE]
+        amount = 0
+        for p in plan.providers:
+            dep = p.deployment
+            if dep.prices is None:
+                continue
+            out = output_tokens
+            if out is None:
+                out = dep.max_output_tokens or gov.default_output_tokens
+            amount = max(amount, max_cost_micros(dep.prices, prompt_tokens, out))
+        self.reservation = await gov.reserve(self.principal, amount)
 
     def done(self, error: GatewayError | None = None, *, gone: bool = False) -> None:
-        """Log the request; ``gone``: the client went away before the answer ended (499)."""
+        """Settle and log the request; ``gone``: the client left before the answer ended (499)."""
         if self.logged:
             return
         self.logged = True
         dep = self.provider.deployment if self.provider else None
         u = self.usage
+        app = self.request.app
         if dep is not None and dep.contract is not None:
-            self.request.app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)
-        self.request.app[REQUEST_LOG].record(
+            app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)
+        cost = cost_micros(dep.prices, u) if dep is not None and dep.prices is not None else 0
+        key = self.principal.key
+        app[GOVERNANCE].settle(self.principal, self.reservation, cost, u.total_tokens)
+        app[REQUEST_LOG].record(
             RequestRecord(
                 self.request[REQUEST_ID],
                 time.time(),
@@ -93,6 +162,15 @@ class Call:
                 u.reasoning_tokens,
                 self.ttft,
                 "ClientDisconnected" if gone else type(error).__name__ if error else None,
+                u.cache_write_tokens,
+                u.audio_input_tokens,
+                u.audio_output_tokens,
+                key.id if key is not None else None,
+                self.principal.team_name,
+                self.route,
+                self.tags,
+                cost,
+                (self.request.headers.get("X-Request-Id") or "")[:128] or None,
             )
         )
 
@@ -145,12 +223,16 @@ async def generate(
 ) -> web.StreamResponse:
     router = request.app[ROUTER]
     call = Call(request, endpoint, req.model, req.stream)
+    await call.admit()
     try:
         plan = router.plan(req.model, demand(request, req), request_id=request[REQUEST_ID])
     except GatewayError as err:
         call.done(error=err)
         raise
     try:
+        await call.reserve(
+            plan, await prompt_bound(request, req), _output_bound(call, plan, body, req)
+        )
         if req.stream:
 
             def pieces(p: Provider) -> Pieces:
@@ -174,6 +256,9 @@ async def generate(
     except (asyncio.CancelledError, ConnectionError):
         call.done(gone=True)
         raise
+    except Exception:
+        call.done(error=GatewayError("internal error"))
+        raise
     finally:
         request.app[REQUEST_LOG].record_decision(plan.decision)
     call.done()
@@ -181,6 +266,34 @@ async def generate(
         body=data,
         headers={"Content-Type": "application/json", DEPLOYMENT_HEADER: call.provider.name},
     )
+
+
+async def prompt_bound(request: web.Request, req: ChatRequest | CompletionRequest | None) -> int:
+    """The most prompt tokens a request can be billed: its bytes, per-message framing, images."""
+    bound = len(await request.read())
+    if isinstance(req, ChatRequest):
+        bound += 8 * len(req.messages)
+        for m in req.messages:
+            if isinstance(m.content, list) and m.has_image:
+                bound += IMAGE_TOKENS * sum(1 for part in m.content if part.type == "image_url")
+    return bound
+
+
+def _output_bound(
+    call: Call, plan: Plan, body: dict[str, Any], req: ChatRequest | CompletionRequest
+) -> int | None:
+    """The request's output limit; under a hard budget one is set when it has none."""
+    limit = req.output_limit if isinstance(req, ChatRequest) else req.max_tokens
+    if limit is not None or call.principal.key is None:
+        return limit
+    if all(p.deployment.max_output_tokens for p in plan.providers):
+        return None  # each deployment's own maximum bounds it
+    gov = call.request.app[GOVERNANCE]
+    if not gov.needs_bound(call.principal):
+        return None
+    limit = gov.default_output_tokens
+    body["max_tokens"] = req.max_tokens = limit
+    return limit
 
 
 def _usage_of(body: bytes, deployment: str) -> Usage:

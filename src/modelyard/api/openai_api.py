@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from modelyard.api.body import json_response, parse, read_json
-from modelyard.api.context import REQUEST_ID, REQUEST_LOG, ROUTER
-from modelyard.api.generation import DEPLOYMENT_HEADER, Call, generate
+from modelyard.api.context import PRINCIPAL, REQUEST_ID, REQUEST_LOG, ROUTER
+from modelyard.api.generation import DEPLOYMENT_HEADER, Call, generate, prompt_bound
 from modelyard.errors import GatewayError, NotFoundError
 from modelyard.providers.base import Provider, new_id
 from modelyard.routing.filters import Demand
@@ -112,6 +112,7 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     req = parse(EmbeddingRequest, body)
     router = request.app[ROUTER]
     call = Call(request, "embeddings", req.model, False)
+    await call.admit()
     try:
         plan = router.plan(
             req.model, Demand(), request_id=request[REQUEST_ID], endpoint="embeddings"
@@ -120,9 +121,13 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
         call.done(error=err)
         raise
     try:
+        await call.reserve(plan, await prompt_bound(request, None), 0)
         call.provider, result = await router.run(plan, lambda p: p.embed(req))
     except GatewayError as err:
         call.done(error=err)
+        raise
+    except BaseException:
+        call.done(gone=True)
         raise
     finally:
         request.app[REQUEST_LOG].record_decision(plan.decision)
@@ -159,7 +164,9 @@ async def routing_decision(request: web.Request) -> web.Response:
     """How the gateway routed one request: candidates, removals, attempts, choice."""
     request_id = request.match_info["request_id"]
     found = await request.app[REQUEST_LOG].find_decision(request_id)
-    if found is None:
+    principal = request[PRINCIPAL]
+    # another team's decision answers exactly as a missing one does
+    if found is None or (found.pop("team") != principal.team_name and not principal.admin):
         raise NotFoundError(f"No routing decision is stored for request {request_id!r}")
     return json_response(found)
 

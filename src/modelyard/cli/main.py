@@ -1,4 +1,4 @@
-"""The ``modelyard`` command line: ``serve`` now; keys, routes, evals and reports later."""
+"""The ``modelyard`` command line: serve, keys, teams, reports, config import."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from modelyard.cli import import_litellm, report
+from modelyard.cli import governance, import_litellm, report
 from modelyard.errors import ConfigError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 import_litellm.register(app)
 report.register(app)
+governance.register(app)
 
 
 @app.callback()

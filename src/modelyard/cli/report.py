@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Annotated, Any
 
@@ -12,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from modelyard.api.admin import ADMIN_KEY_ENV
+from modelyard.governance.keys import ADMIN_KEY_ENV
 
 report = typer.Typer(help="Reports from a running gateway.", no_args_is_help=True)
 
@@ -63,6 +65,38 @@ def dependency(
     console.print(table)
     for risk in risks or ["every route survives the loss of any single vendor"]:
         console.print(f"- {risk}")
+
+
+@report.command("spend")
+def spend_report(
+    url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:4000",
+    by: Annotated[
+        str, typer.Option(help="key, team, route, model, deployment, vendor or tag:NAME")
+    ] = "team",
+    hours: Annotated[float, typer.Option(help="the window, in hours")] = 24.0 * 30,
+) -> None:
+    """Spend from the ledger over a time window, grouped by key, team, route, model or vendor."""
+    key = os.environ.get(ADMIN_KEY_ENV)
+    if not key:
+        raise typer.BadParameter(f"set {ADMIN_KEY_ENV} to the gateway's admin key")
+    since = time.time() - hours * 3600
+    query = urllib.parse.urlencode({"group_by": by, "since": since})
+    data = _get(f"{url.rstrip('/')}/admin/spend?{query}", key)
+    table = Table(title=f"Spend by {by}, last {hours:g} h")
+    for column in (by, "requests", "errors", "input tokens", "output tokens", "cost (USD)"):
+        table.add_column(column, justify="left" if column == by else "right")
+    for row in data["rows"]:
+        table.add_row(
+            str(row[by]) if row[by] is not None else "-",
+            str(row["requests"]),
+            str(row["errors"]),
+            str(row["input_tokens"]),
+            str(row["output_tokens"]),
+            f"{row['cost_micros'] / 1e6:.6f}",
+        )
+    total = data["total"]
+    table.add_row("total", str(total["requests"]), "", "", "", f"{total['cost_micros'] / 1e6:.6f}")
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -49,6 +49,7 @@ class Decision:
     chosen: str | None = None
     error: str | None = None
     ts: float = field(default_factory=time.time)
+    team: str | None = None  # whose request it was: only that team may read the decision
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -1,8 +1,12 @@
-"""The request log: one row per request the gateway answered, in SQLite or PostgreSQL.
+"""The request log, which is the spend ledger: one row per request, in SQLite or PostgreSQL.
 
-Rows are appended in memory on the request path and written in batches by a
-background task, so a request never waits on the database. ``close()`` writes
-what is left. The governance ledger builds on this table later.
+Rows are appended on the request path to the crash-safe spool
+(``storage.spool``) and to an in-memory batch that a background task writes,
+so a request never waits on the database. Every insert is ON CONFLICT (id)
+DO NOTHING: request ids are unique, and a batch written again after a failure
+or a crash adds nothing twice. While the database is down rows accumulate
+only in spool segments, which are replayed when it is back (and at start, for
+segments a dead process left).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,20 +26,21 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    insert,
     select,
     text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from modelyard.routing.decision import Decision
 from modelyard.storage.migrate import upgrade
 from modelyard.storage.schema import decisions_table, requests_table
+from modelyard.storage.spool import Spool
 
 log = logging.getLogger(__name__)
 
 
 class RequestRecord(NamedTuple):
-    """One row of ``requests``, in column order (a tuple: cheap to build on the hot path)."""
+    """One ledger row of ``requests`` (a tuple: cheap to build on the hot path)."""
 
     id: str
     ts: float
@@ -52,6 +57,15 @@ class RequestRecord(NamedTuple):
     reasoning_tokens: int = 0
     ttft_ms: float | None = None
     error_type: str | None = None
+    cache_write_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    key_id: str | None = None
+    team: str | None = None
+    route: str | None = None
+    tags: str | None = None  # JSON object
+    cost_micros: int = 0
+    client_request_id: str | None = None
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -59,8 +73,10 @@ def sqlite_url(data_dir: Path) -> str:
 
 
 def create_db_engine(url: str) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True)
     if url.startswith("sqlite"):
+        # the driver's own transaction handling off; writers (``begin_write``) take the
+        # write lock up front, so two writers wait on each other instead of deadlocking
+        engine = create_engine(url, connect_args={"isolation_level": None, "timeout": 5})
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn, _record):  # type: ignore[no-untyped-def]
@@ -69,23 +85,57 @@ def create_db_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
+        @event.listens_for(engine, "begin")
+        def _begin(conn):  # type: ignore[no-untyped-def]
+            immediate = conn.get_execution_options().get("immediate")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    else:
+        engine = create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": 5}, pool_size=4
+        )
+
     upgrade(engine)
     return engine
 
 
-_DECISION_COLUMNS = ("request_id", "ts", "route", "chosen", "body")
+@contextlib.contextmanager
+def begin_write(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: BEGIN IMMEDIATE on SQLite, a plain one elsewhere."""
+    with engine.connect() as conn:
+        conn.execution_options(immediate=True)
+        with conn.begin():
+            yield conn
 
 
-def _positional_sql(engine: Engine, table: Table, columns: tuple[str, ...]) -> str | None:
+_DECISION_COLUMNS = ("request_id", "ts", "route", "chosen", "body", "team")
+_MAX_DECISIONS = 20_000  # kept in memory while the database is down; the oldest go first
+_MAX_BATCH = 5_000
+
+
+def _insert_stmt(engine: Engine, table: Table, unique: str | None) -> Any:
+    """INSERT, and ON CONFLICT DO NOTHING on ``unique`` where given."""
+    if engine.dialect.name == "postgresql":
+        pg = postgresql.insert(table)
+        return pg.on_conflict_do_nothing(index_elements=[unique]) if unique else pg
+    lite = sqlite.insert(table)
+    return lite.on_conflict_do_nothing(index_elements=[unique]) if unique else lite
+
+
+def _positional_sql(
+    engine: Engine, table: Table, columns: tuple[str, ...], unique: str | None = None
+) -> str | None:
     """The INSERT as the driver's SQL when the dialect takes tuples (SQLite), else None."""
-    compiled = insert(table).compile(dialect=engine.dialect, column_keys=list(columns))
+    compiled = _insert_stmt(engine, table, unique).compile(
+        dialect=engine.dialect, column_keys=list(columns)
+    )
     return str(compiled) if compiled.positiontup == list(columns) else None
 
 
 def _insert(
     conn: Connection,
     sql: str | None,
-    table: Table,
+    stmt: Any,
     columns: tuple[str, ...],
     rows: Sequence[tuple[Any, ...]],
 ) -> None:
@@ -93,42 +143,53 @@ def _insert(
     if sql is not None:
         conn.exec_driver_sql(sql, list(rows))
     else:
-        conn.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in rows])
+        conn.execute(stmt, [dict(zip(columns, r, strict=True)) for r in rows])
 
 
 class RequestLog:
-    def __init__(self, engine: Engine, *, flush_interval: float = 0.5):
+    def __init__(self, engine: Engine, spool_dir: Path, *, flush_interval: float = 0.5):
         self.engine = engine
+        self.spool = Spool(spool_dir)
         self._pending: list[RequestRecord] = []
         self._decisions: list[Decision] = []
         self._interval = flush_interval
         self._task: asyncio.Task[None] | None = None
-        self._request_sql = _positional_sql(engine, requests_table, RequestRecord._fields)
+        self._backlog = True  # segments left by a dead process are replayed first
+        self._down = False  # the last write failed: rows go to the spool only
+        self._request_stmt = _insert_stmt(engine, requests_table, "id")
+        self._request_sql = _positional_sql(engine, requests_table, RequestRecord._fields, "id")
+        self._decision_stmt = _insert_stmt(engine, decisions_table, None)
         self._decision_sql = _positional_sql(engine, decisions_table, _DECISION_COLUMNS)
+        self._postgres = engine.dialect.name == "postgresql"
 
     def record(self, rec: RequestRecord) -> None:
-        self._pending.append(rec)
+        self.spool.append(orjson.dumps(tuple(rec)))
+        if not self._down:
+            self._pending.append(rec)
 
     def record_decision(self, decision: Decision) -> None:
         self._decisions.append(decision)
+        if len(self._decisions) > _MAX_DECISIONS:
+            del self._decisions[: len(self._decisions) - _MAX_DECISIONS]
 
     async def find_decision(self, request_id: str) -> dict[str, Any] | None:
-        """A stored decision, whether or not it has been written yet."""
+        """A stored decision, whether or not it has been written yet, with its team."""
         for decision in reversed(self._decisions):
             if decision.request_id == request_id:
-                return decision.to_dict()
+                return {**decision.to_dict(), "team": decision.team}
         return await asyncio.to_thread(self._read_decision, request_id)
 
     def _read_decision(self, request_id: str) -> dict[str, Any] | None:
+        t = decisions_table
         query = (
-            select(decisions_table.c.body)
-            .where(decisions_table.c.request_id == request_id)
-            .order_by(decisions_table.c.seq.desc())
+            select(t.c.body, t.c.team)
+            .where(t.c.request_id == request_id)
+            .order_by(t.c.seq.desc())
             .limit(1)
         )
         with self.engine.connect() as conn:
-            body = conn.execute(query).scalar()
-        return None if body is None else dict(orjson.loads(body))
+            row = conn.execute(query).first()
+        return None if row is None else {**orjson.loads(row[0]), "team": row[1]}
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -139,33 +200,79 @@ class RequestLog:
             await self.flush()
 
     async def flush(self) -> None:
-        if not self._pending and not self._decisions:
-            return
+        """Write the batch, then any backlog; on failure the spool keeps every row."""
+        segment = self.spool.rotate()
         rows, self._pending = self._pending, []
         decisions, self._decisions = self._decisions, []
+        if self._down:
+            rows = []  # they are in the segment: replayed with the backlog below
         try:
-            await asyncio.to_thread(self._write, rows, decisions)
-        except Exception:
-            # keep the rows for the next attempt rather than lose them
-            log.exception("request log write failed; %d rows kept for retry", len(rows))
-            self._pending[:0] = rows
-            self._decisions[:0] = decisions
+            if rows or decisions:
+                await asyncio.to_thread(self._write, rows, decisions)
+            if segment is not None and not self._down:
+                self.spool.done(segment)
+            if self._backlog or self._down:
+                await asyncio.to_thread(self._replay)
+        except Exception as exc:
+            if not self._down:
+                log.warning(
+                    "ledger: the database is unavailable (%s); rows are spooled in %s until it "
+                    "is back",
+                    type(exc).__name__,
+                    self.spool.directory,
+                )
+            self._down = True
+            self._decisions[:0] = decisions[-_MAX_DECISIONS:]
+            return
+        if self._down:
+            log.warning("ledger: the database is back; the spooled rows are written")
+        self._down = self._backlog = False
 
-    def _write(self, rows: list[RequestRecord], decisions: list[Decision]) -> None:
-        with self.engine.begin() as conn:
+    def _replay(self) -> None:
+        for path in self.spool.backlog():
+            rows = []
+            for line in Spool.read(path):
+                try:
+                    rows.append(tuple(orjson.loads(line)))
+                except orjson.JSONDecodeError:
+                    log.warning("ledger: a damaged line in %s is skipped", path.name)
+            for i in range(0, len(rows), _MAX_BATCH):
+                self._write(rows[i : i + _MAX_BATCH], [])
+            self.spool.done(path)
+
+    def _write(self, rows: Sequence[tuple[Any, ...]], decisions: list[Decision]) -> None:
+        with begin_write(self.engine) as conn:
+            if self._postgres:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
             if decisions:
                 _insert(
                     conn,
                     self._decision_sql,
-                    decisions_table,
+                    self._decision_stmt,
                     _DECISION_COLUMNS,
                     [
-                        (d.request_id, d.ts, d.route, d.chosen, orjson.dumps(d.to_dict()).decode())
+                        (
+                            d.request_id,
+                            d.ts,
+                            d.route,
+                            d.chosen,
+                            orjson.dumps(d.to_dict()).decode(),
+                            d.team,
+                        )
                         for d in decisions
                     ],
                 )
             if rows:
-                _insert(conn, self._request_sql, requests_table, RequestRecord._fields, rows)
+                _insert(conn, self._request_sql, self._request_stmt, RequestRecord._fields, rows)
+
+    def spent_since(self, column: str, owner: str, since: float) -> int:
+        """Micro-dollars booked to a key (``key_id``) or a team (``team``) since ``since``."""
+        t = requests_table
+        query = select(func.coalesce(func.sum(t.c.cost_micros), 0)).where(
+            t.c[column] == owner, t.c.ts >= since
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
 
     def tokens_since(self, since: float) -> list[tuple[str, int, int]]:
         """(deployment, input tokens, output tokens) served since ``since``."""
@@ -188,4 +295,5 @@ class RequestLog:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+        self.spool.close()
         self.engine.dispose()

@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Engine, delete, insert, select
 
 from modelyard.routing.config import RouteConfig
+from modelyard.storage.request_log import begin_write
 from modelyard.storage.schema import route_overrides
 
 
@@ -21,7 +22,7 @@ class RouteStore:
 
     def save(self, name: str, route: RouteConfig | None) -> None:
         body = orjson.dumps(route.model_dump(mode="json")).decode() if route else None
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             conn.execute(delete(route_overrides).where(route_overrides.c.name == name))
             conn.execute(insert(route_overrides).values(name=name, body=body, ts=time.time()))
 

@@ -6,7 +6,18 @@ compares the two.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -29,6 +40,18 @@ requests_table = Table(
     Column("reasoning_tokens", Integer, nullable=False, default=0),
     Column("ttft_ms", Float),
     Column("error_type", String(64)),
+    # the ledger (revision 0002): who, what it cost, the client's own tags
+    Column("key_id", String(40)),
+    Column("team", String(100)),
+    Column("route", String(200)),
+    Column("tags", Text),  # JSON object of the request's X-Modelyard-Tags
+    Column("cache_write_tokens", Integer, nullable=False, default=0),
+    Column("audio_input_tokens", Integer, nullable=False, default=0),
+    Column("audio_output_tokens", Integer, nullable=False, default=0),
+    Column("cost_micros", BigInteger, nullable=False, default=0),  # integer micro-dollars
+    Column("client_request_id", String(128)),
+    Index("ux_requests_id", "id", unique=True),  # exactly one ledger row per request
+    Index("ix_requests_ts", "ts"),
 )
 
 
@@ -41,6 +64,7 @@ decisions_table = Table(
     Column("route", String(200), nullable=False),
     Column("chosen", String(200)),
     Column("body", Text, nullable=False),  # the decision as JSON
+    Column("team", String(100)),  # whose request: only that team (or an admin) may read it
 )
 
 route_overrides = Table(
@@ -49,4 +73,36 @@ route_overrides = Table(
     Column("name", String(200), primary_key=True),
     Column("body", Text),  # NULL: deleted
     Column("ts", Float, nullable=False),
+)
+
+teams_table = Table(
+    "teams",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("created", Float, nullable=False),
+    Column("limits", Text, nullable=False),  # JSON: governance.keys.Limits
+)
+
+keys_table = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),  # key_<hex>: how the ledger and the API name it
+    Column("digest", String(64), nullable=False, unique=True),  # HMAC-SHA256 of the key, hex
+    Column("prefix", String(16), nullable=False),  # the key's first characters, for people
+    Column("name", String(200), nullable=False),
+    Column("team", String(100)),  # NULL for admin keys
+    Column("role", String(16), nullable=False),  # user | admin
+    Column("models", Text),  # JSON list of routes/models it may call; NULL: any
+    Column("limits", Text, nullable=False),  # JSON: governance.keys.Limits
+    Column("created", Float, nullable=False),
+    Column("expires", Float),
+    Column("revoked", Float),
+)
+
+#: one row, bumped by every change to keys or teams, so that replicas notice at once
+governance_epoch = Table(
+    "governance_epoch",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("epoch", BigInteger, nullable=False),
 )

@@ -45,11 +45,17 @@ def usage_to_dict(u: Usage) -> dict[str, Any]:
         "completion_tokens": u.output_tokens,
         "total_tokens": u.total_tokens,
     }
-    if u.cached_input_tokens:
-        out["prompt_tokens_details"] = {"cached_tokens": u.cached_input_tokens}
-    if u.reasoning_tokens:
-        out["completion_tokens_details"] = {"reasoning_tokens": u.reasoning_tokens}
+    prompt = _details(cached_tokens=u.cached_input_tokens, audio_tokens=u.audio_input_tokens)
+    if prompt:
+        out["prompt_tokens_details"] = prompt
+    completion = _details(reasoning_tokens=u.reasoning_tokens, audio_tokens=u.audio_output_tokens)
+    if completion:
+        out["completion_tokens_details"] = completion
     return out
+
+
+def _details(**counts: int) -> dict[str, int]:
+    return {name: n for name, n in counts.items() if n}
 
 
 def usage_from_dict(d: dict[str, Any] | None) -> Usage:
@@ -65,6 +71,8 @@ def usage_from_dict(d: dict[str, Any] | None) -> Usage:
             prompt_details.get("cached_tokens") or d.get("prompt_cache_hit_tokens") or 0
         ),
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+        audio_input_tokens=int(prompt_details.get("audio_tokens") or 0),
+        audio_output_tokens=int(completion_details.get("audio_tokens") or 0),
     )
 
 

@@ -1,0 +1,1 @@
+"""Who is calling, may they, budgets, rate limits, prices, the ledger."""
