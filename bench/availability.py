@@ -42,7 +42,7 @@ routes:
 """
 DEPLOYMENT = """\
   - {{name: {name}, provider: openai-compatible, model: m, base_url: "http://{host}:{port}/v1",
-      api_key_env: BENCH_KEY}}
+      api_key_env: BENCH_KEY, prices: {{input: 1, output: 2}}}}
 """
 BODY = orjson.dumps({"model": "spread", "max_tokens": 16,
                      "messages": [{"role": "user", "content": "hello"}]})

@@ -189,9 +189,11 @@ class Target:
     url: str
     session: aiohttp.ClientSession
     bodies: dict[bool, bytes]  # by stream flag
+    headers: dict[str, str] = field(default_factory=lambda: dict(HEADERS))
 
 
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}
+ADMIN_KEY = "bench-admin-key-0123456789"
 
 
 @dataclass
@@ -215,7 +217,7 @@ async def one_request(t: Target, stream: bool, out: Samples) -> None:
     first = 0.0
     ok = False
     try:
-        async with t.session.post(t.url, data=t.bodies[stream], headers=HEADERS) as resp:
+        async with t.session.post(t.url, data=t.bodies[stream], headers=t.headers) as resp:
             if stream:
                 last = b""
                 async for chunk in resp.content.iter_any():
@@ -272,13 +274,13 @@ async def run_phase(t: Target, stream: bool, concurrency: int, n: int, out: Samp
 
 async def sanity_check(t: Target) -> None:
     """One full answer of each kind through ``t``, checked in detail before timing anything."""
-    async with t.session.post(t.url, data=t.bodies[False], headers=HEADERS) as resp:
+    async with t.session.post(t.url, data=t.bodies[False], headers=t.headers) as resp:
         data = await resp.json()
         if resp.status != 200:
             raise RuntimeError(f"{t.name}: non-streaming call answered {resp.status}: {data}")
     if data["choices"][0]["message"]["content"] != fake_upstream.TEXT or not data.get("usage"):
         raise RuntimeError(f"{t.name}: unexpected answer {data}")
-    async with t.session.post(t.url, data=t.bodies[True], headers=HEADERS) as resp:
+    async with t.session.post(t.url, data=t.bodies[True], headers=t.headers) as resp:
         raw = await resp.read()
         if resp.status != 200:
             raise RuntimeError(f"{t.name}: streaming call answered {resp.status}: {raw[:300]!r}")
@@ -288,6 +290,24 @@ async def sanity_check(t: Target) -> None:
     if (len(events) != STREAM_EVENTS or events[-1] != b"data: [DONE]"
             or text != fake_upstream.TEXT or not chunks[-1].get("usage")):
         raise RuntimeError(f"{t.name}: unexpected stream ({len(events)} events): {raw[:300]!r}")
+
+
+async def governed_key(session: aiohttp.ClientSession, base: str) -> str:
+    """A team and a key, each with a hard budget and request and token rate limits that the
+    run stays within, so that every request pays for authentication, both budgets'
+    reservation and settlement, all four rate-limit checks and the ledger row."""
+    limits = {"budget_usd": 1e6, "budget_period": "month", "rpm": 10**8, "tpm": 10**9}
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with session.put(f"{base}/admin/teams/bench", json={"limits": limits},
+                           headers=admin) as resp:
+        if resp.status != 200:
+            raise RuntimeError(f"PUT /admin/teams/bench answered {resp.status}")
+    async with session.post(f"{base}/admin/keys", headers=admin,
+                            json={"name": "bench", "team": "bench", "limits": limits}) as resp:
+        made = await resp.json()
+        if resp.status != 201:
+            raise RuntimeError(f"POST /admin/keys answered {resp.status}: {made}")
+    return str(made["key"])
 
 
 async def probe(session: aiohttp.ClientSession, url: str) -> None:
@@ -434,6 +454,9 @@ async def bench(args: argparse.Namespace, upstream: Process, gateway: Process) -
                      s_gateway, {b: request_body(args.model, b) for b in (False, True)})
         await probe(s_direct, f"http://{HOST}:{upstream.port}/healthz")
         await probe(s_gateway, f"http://{HOST}:{gateway.port}/healthz")
+        if args.governance:
+            key = await governed_key(s_gateway, f"http://{HOST}:{gateway.port}")
+            via.headers["Authorization"] = f"Bearer {key}"
         for t in (direct, via):
             await sanity_check(t)
 
@@ -498,6 +521,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--model", default=GATEWAY_MODEL,
                     help="what clients call through the gateway: 'bench' (one deployment) "
                          "or 'bench-route' (a route over ten)")
+    ap.add_argument("--governance", action="store_true",
+                    help="call the gateway with a key whose team and key have budgets and "
+                         "rate limits (measures auth, reservation, rate limits and ledger)")
     ap.add_argument("--json", type=Path, help="also write the figures here as JSON")
     ap.add_argument("--profile", type=Path,
                     help="run the gateway under cProfile and write its stats here "
@@ -517,6 +543,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
     env["BENCH_KEY"] = "sk-bench"
+    env["MODELYARD_ADMIN_KEY"] = ADMIN_KEY
     started: list[Process] = []
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
         workdir = Path(tmp)

@@ -16,6 +16,7 @@ deployments:
     model: bench-model
     base_url: http://127.0.0.1:9100/v1
     api_key_env: BENCH_KEY
+    prices: {input: 1, output: 2}
 aliases:
   fast: bench
 """

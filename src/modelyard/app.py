@@ -37,7 +37,6 @@ from modelyard.providers.registry import HOSTS
 from modelyard.providers.transport import Transport
 from modelyard.routing.router import Router
 from modelyard.settings import Deployment, Settings
-from modelyard.storage.redis import connect_redis
 from modelyard.storage.request_log import RequestLog, create_db_engine, sqlite_url
 from modelyard.storage.route_store import RouteStore
 
@@ -92,7 +91,11 @@ def create_app(settings: Settings) -> web.Application:
         sqlite_path=Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite") else None,
     )
     ring.load()
-    redis = connect_redis(server.redis_url) if server.redis_url else None
+    redis = None
+    if server.redis_url:
+        from modelyard.storage.redis import connect_redis  # not imported by the embedded default
+
+        redis = connect_redis(server.redis_url)
     governance = Governance(*create_counters(redis), request_log)
     ring.on_reload = governance.forget
 

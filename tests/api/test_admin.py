@@ -27,7 +27,7 @@ def _settings(tmp_path: Path, url: str) -> Settings:
             "embedded_models": False,
             "deployments": [
                 {"name": "a", **dep, "prices": {"input": 1, "output": 2}},
-                {"name": "b", **dep, "provider": "vllm"},
+                {"name": "b", **dep, "provider": "vllm", "prices": {"input": 0, "output": 0}},
             ],
             "routes": [{"name": "chat", "deployments": ["a", "b"]}],
         }

@@ -28,6 +28,7 @@ async def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
                     "model": "m",
                     "base_url": f"http://127.0.0.1:{free_port()}/v1",
                     "api_key_env": "DEAD_KEY",
+                    "prices": {"input": 1, "output": 2},
                 }
             ],
         }

@@ -23,6 +23,7 @@ deployments:
     model: bench-model
     base_url: {url}/v1
     api_key_env: BENCH_KEY
+    prices: {{input: 1, output: 2}}
   - name: gpt
     provider: openai
     model: gpt-4o-mini
@@ -34,11 +35,13 @@ deployments:
     base_url: {url}
     api_version: "2024-10-21"
     api_key_env: BENCH_KEY
+    prices: {{input: 2.5, output: 10}}
   - name: bench-limited
     provider: openai-compatible
     model: bench-model
     base_url: {url}/v1
     api_key_env: BENCH_KEY
+    prices: {{input: 1, output: 2}}
 aliases:
   fast: bench
 """

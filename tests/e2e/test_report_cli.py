@@ -16,8 +16,10 @@ from tests.fakes.harness import LoopbackServer, Recorder
 CONFIG = """
 embedded_models: false
 deployments:
-  - {{name: a, provider: openai-compatible, model: m, base_url: "{url}/v1", api_key_env: K}}
-  - {{name: b, provider: vllm, model: m, base_url: "{url}/v1", api_key_env: K}}
+  - {{name: a, provider: openai-compatible, model: m, base_url: "{url}/v1", api_key_env: K,
+      prices: {{input: 1, output: 2}}}}
+  - {{name: b, provider: vllm, model: m, base_url: "{url}/v1", api_key_env: K,
+      prices: {{input: 1, output: 2}}}}
 routes:
   - {{name: solo, deployments: [a]}}
   - {{name: pair, deployments: [a, b]}}

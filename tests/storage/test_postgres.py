@@ -23,7 +23,8 @@ POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 CONFIG = """
 embedded_models: false
 deployments:
-  - {{name: pg-a, provider: openai-compatible, model: m, base_url: "{url}/v1", api_key_env: K}}
+  - {{name: pg-a, provider: openai-compatible, model: m, base_url: "{url}/v1", api_key_env: K,
+      prices: {{input: 1, output: 2}}}}
 routes:
   - {{name: pg-route, deployments: [pg-a]}}
 """

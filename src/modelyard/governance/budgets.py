@@ -31,9 +31,11 @@ import calendar
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:  # redis is imported only where Redis is configured
+    from redis.asyncio import Redis
+
 
 Period = Literal["day", "month", "none"]
 

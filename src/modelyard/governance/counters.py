@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # redis is imported only where Redis is configured
+    from redis.asyncio import Redis
+
 
 from modelyard.governance.budgets import MemoryCounters, RedisCounters, SpendCounters
 from modelyard.governance.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter

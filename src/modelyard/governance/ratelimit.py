@@ -27,9 +27,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from redis.asyncio import Redis
+if TYPE_CHECKING:  # redis is imported only where Redis is configured
+    from redis.asyncio import Redis
+
 
 WINDOW_US = 60_000_000  # one minute in microseconds
 SWEEP_EVERY_US = WINDOW_US
