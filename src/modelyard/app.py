@@ -110,6 +110,11 @@ def create_app(settings: Settings) -> web.Application:
     app[TRANSPORT] = transport
     router = app[ROUTER] = Router(settings, providers)
     router.on_refusal = request_log.record_decision
+    shared_health = None
+    if redis is not None:
+        from modelyard.routing.shared_health import SharedHealth  # imports redis too
+
+        shared_health = SharedHealth(redis, router.health)
     route_store = app[ROUTE_STORE] = RouteStore(engine)
     for name, route in route_store.load():  # the admin API's changes outlive restarts
         try:
@@ -130,12 +135,16 @@ def create_app(settings: Settings) -> web.Application:
         ):
             router.spent(name, tokens_in, tokens_out)  # committed spend survives restarts
         request_log.start()
+        if shared_health is not None:
+            await shared_health.start()
         yield
         for provider in providers:
             await provider.close()
         await governance.close()
         await request_log.close()
         ring.close()
+        if shared_health is not None:
+            await shared_health.close()
         if redis is not None:
             await redis.aclose()
         await transport.close()

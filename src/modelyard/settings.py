@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -89,6 +90,12 @@ class Deployment(_Section):
             raise ValueError("provider 'azure' needs api_version (for example 2024-10-21)")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise ValueError("base_url must start with http:// or https://")
+        if self.base_url is not None and "@" in urlsplit(self.base_url).netloc:
+            # never sent (the transport takes the host alone), and a URL ends up in messages
+            raise ValueError(
+                "base_url must not hold a user or password (user:password@); "
+                "give credentials in api_key_env or headers"
+            )
         return self
 
 
@@ -238,6 +245,17 @@ def _format_loc(loc: tuple[int | str, ...], data: Any) -> str:
     return ".".join(parts)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without quoting the file: its lines may hold header secrets."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a byte that is not text
+        return f"{exc.reason} at position {exc.position}"
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return type(exc).__name__
+    mark = exc.problem_mark or exc.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{exc.problem or exc.context or 'a syntax error'}{where}"
+
+
 def load_settings(
     config: Path | None = None,
     *,
@@ -257,7 +275,7 @@ def load_settings(
         except OSError as exc:
             raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
+            raise ConfigError(f"not valid YAML: {_yaml_problem(exc)}", source=source) from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

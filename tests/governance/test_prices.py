@@ -269,6 +269,27 @@ def test_another_library_version_or_a_passed_price_change_asks_again(tmp_path: P
     assert stale.deployments[0].prices == Prices(input=0.15, output=0.6, cached_input=0.075)
 
 
+def test_the_cache_keeps_no_credentials_of_a_base_url(tmp_path: Path) -> None:
+    url = "https://api.groq.com/openai/v1?key=sekrit#x"  # user:password@ is refused earlier
+    dep = {"name": "g", "provider": "openai-compatible", "model": "llama-3.1-8b-instant"}
+    settings = _settings(tmp_path, {**dep, "base_url": url})
+    resolve_prices(settings)
+    assert settings.deployments[0].prices == Prices(input=0.05, output=0.08)
+    text = (tmp_path / CACHE_FILE).read_text()
+    assert "sekrit" not in text
+    public = ["openai-compatible", "llama-3.1-8b-instant", "https://api.groq.com/openai/v1"]
+    assert list(json.loads(text)["prices"]) == [json.dumps(public)]
+
+
+@pytest.mark.parametrize("junk", ["{not json", "[]", '{"genai_prices": "%s", "prices": 5}'])
+def test_a_broken_cache_is_rebuilt(tmp_path: Path, junk: str) -> None:
+    (tmp_path / CACHE_FILE).write_text(junk.replace("%s", version("genai-prices")))
+    settings = _settings(tmp_path, GPT)
+    resolve_prices(settings)
+    assert settings.deployments[0].prices == Prices(input=0.15, output=0.6, cached_input=0.075)
+    assert json.loads((tmp_path / CACHE_FILE).read_text())["prices"]
+
+
 def test_an_unknown_model_is_a_config_error_naming_every_one(tmp_path: Path) -> None:
     settings = _settings(
         tmp_path,

@@ -78,6 +78,19 @@ def test_scrub_removes_keys() -> None:
     assert "sk-proj" not in text and "AIza" not in text
 
 
+def test_an_upstream_that_repeats_the_credentials_it_was_sent_is_not_repeated() -> None:
+    sent = {
+        "Content-Type": "application/json",
+        "x-api-key": "plain-key-0123456789",
+        "Authorization": "Token tok-0123456789",
+        "X-Title": "my app",
+    }
+    body = _body(message="no access for plain-key-0123456789 / tok-0123456789 (application/json)")
+    text = from_response(401, body, {}, "d", sent=sent).message
+    assert "0123456789" not in text
+    assert text == "deployment 'd': no access for [redacted] / [redacted] (application/json)"
+
+
 def test_network_exceptions() -> None:
     assert isinstance(from_exception(TimeoutError(), "d"), UpstreamTimeoutError)
     assert isinstance(from_exception(ConnectionRefusedError(), "d"), UpstreamUnavailableError)

@@ -36,7 +36,7 @@ def auth_middleware() -> Any:
                     "The admin API needs an admin key: Authorization: Bearer <admin key>",
                     code="missing_api_key",
                 )
-            principal = ring.authenticate(key)
+            principal = ring.authenticate(key, strict=True)
             if not principal.admin:
                 raise PermissionDeniedError("This key is not an admin key")
         else:

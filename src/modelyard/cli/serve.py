@@ -1,10 +1,17 @@
-"""Run the gateway server: settings, logging, the event loop, the listening socket."""
+"""Run the gateway server: settings, logging, the event loop, the listening socket.
+
+Logs go to stderr at ``INFO``; ``MODELYARD_LOG_LEVEL`` (``DEBUG``, ``INFO``,
+``WARNING``, ``ERROR`` or ``CRITICAL``) sets another level. ``DEBUG`` shows
+the libraries' own debug lines too (SQL statements among them), and never a
+credential: a test puts a secret in every setting and looks for it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -12,13 +19,17 @@ from pathlib import Path
 from aiohttp import web
 
 from modelyard.app import create_app
+from modelyard.errors import ConfigError
 from modelyard.settings import load_settings
+
+LOG_LEVEL_ENV = "MODELYARD_LOG_LEVEL"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def run(config: Path | None, *, host: str | None, port: int | None, data_dir: Path | None) -> None:
     settings = load_settings(config, overrides={"host": host, "port": port, "data_dir": data_dir})
     logging.basicConfig(
-        level=logging.INFO,
+        level=log_level(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
@@ -36,6 +47,16 @@ def run(config: Path | None, *, host: str | None, port: int | None, data_dir: Pa
         uvloop.run(_serve(app, server.host, server.port))
     except ImportError:  # uvloop is a dependency; this only guards odd platforms
         asyncio.run(_serve(app, server.host, server.port))
+
+
+def log_level(env: dict[str, str] | None = None) -> str:
+    """The level of ``MODELYARD_LOG_LEVEL``, INFO when unset."""
+    value = (os.environ if env is None else env).get(LOG_LEVEL_ENV, "").strip().upper()
+    if not value:
+        return "INFO"
+    if value not in LOG_LEVELS:
+        raise ConfigError(f"{LOG_LEVEL_ENV} must be one of {', '.join(LOG_LEVELS)}")
+    return value
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:

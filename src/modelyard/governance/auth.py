@@ -132,19 +132,28 @@ class KeyRing:
 
     # ----------------------------------------------------------- checking a key
 
-    def authenticate(self, presented: str | None) -> Principal:
-        """The principal behind a presented key (None: no key sent); 401 when it is not valid."""
+    def authenticate(self, presented: str | None, *, strict: bool = False) -> Principal:
+        """The principal behind a presented key (None: no key sent); 401 when it is not valid.
+
+        In the open mode a caller needs no key, and one that is not known is ignored
+        (SDKs insist on sending something), unless ``strict`` (the admin API).
+        """
+        lenient = self.open and not strict
         if presented is None:
-            if self.open:
+            if lenient:
                 return ANONYMOUS
             raise _key_needed()
         if not presented:
+            if lenient:
+                return ANONYMOUS
             raise AuthenticationError(
                 "The Authorization header must be 'Bearer <key>'", code="invalid_api_key"
             )
         digest = self.hasher.digest(presented)
         record = self.keys.get(digest)
         if record is None or not hmac.compare_digest(record.digest, digest):
+            if lenient:
+                return ANONYMOUS
             raise AuthenticationError("Invalid API key", code="invalid_api_key")
         if record.revoked is not None:
             raise AuthenticationError(

@@ -34,6 +34,7 @@ from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
 
 from modelyard.errors import ConfigError
 from modelyard.settings import Deployment, Prices, Settings
@@ -163,16 +164,21 @@ def resolve_prices(settings: Settings) -> None:
     unpriced = [d for d in settings.deployments if d.prices is None]
     if unpriced:
         names = ", ".join(f"{d.name!r} (provider {d.provider}, model {d.model})" for d in unpriced)
+        which = "this deployment" if len(unpriced) == 1 else "each of these deployments"
         raise ConfigError(
-            f"no price is known for {names}: genai-prices {_library_version()} does not list "
-            "the model. Add prices: {input: ..., output: ...} (USD per million tokens; "
-            "0 for a free model) to each of these deployments",
+            f"no price is known for {names}: genai-prices {_library_version()} has no token "
+            "prices for it. Add prices: {input: ..., output: ...} (USD per million tokens; "
+            f"0 for a free model) to {which}",
             key="deployments",
         )
 
 
 def _key(dep: Deployment) -> str:
-    return json.dumps([dep.provider, dep.model, dep.base_url])
+    url = dep.base_url
+    if url is not None:  # the cache file is no place for a password or a key in a query
+        parts = urlsplit(url)
+        url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+    return json.dumps([dep.provider, dep.model, url])
 
 
 def _query(key: str) -> dict[str, str | None]:
@@ -208,11 +214,11 @@ def _lookup(path: Path, asked: dict[str, list[Deployment]]) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict) and data.get("genai_prices") == current:
-            cached = data.get("prices") or {}
-    except (OSError, ValueError):
+            cached = dict(data.get("prices") or {})
+    except (OSError, ValueError, TypeError):
         pass  # no cache yet, or a broken one: it is rebuilt
     today = date.today().isoformat()
-    missing = [k for k in asked if k not in cached or _stale(cached[k], today)]
+    missing = [k for k in asked if k not in cached or not _fresh(cached[k], today)]
     if not missing:
         return cached
     started = time.perf_counter()
@@ -228,9 +234,14 @@ def _lookup(path: Path, asked: dict[str, list[Deployment]]) -> dict[str, Any]:
     return cached
 
 
-def _stale(entry: dict[str, Any] | None, today: str) -> bool:
-    until = entry.get("until") if entry else None
-    return until is not None and str(until) <= today
+def _fresh(entry: Any, today: str) -> bool:
+    """An answer as ``prices_resolve`` gives it (None: no price), and no price change since."""
+    if entry is None:
+        return True
+    if not isinstance(entry, dict) or not isinstance(entry.get("prices"), dict):
+        return False
+    until = entry.get("until")
+    return until is None or str(until) > today
 
 
 def _run_resolver(queries: list[dict[str, str | None]]) -> list[dict[str, Any] | None]:

@@ -63,7 +63,9 @@ class AnthropicProvider(Provider):
         )
         data = self._json(reply.body)
         if data.get("type") == "error":
-            raise from_response(wire.error_status(data), reply.body, {}, self.name)
+            raise from_response(
+                wire.error_status(data), reply.body, {}, self.name, sent=self.headers
+            )
         return wire.chat_response_from_message(
             data, created=int(time.time()), json_mode=wire.emulates_json(req)
         )
@@ -85,7 +87,9 @@ class AnthropicProvider(Provider):
                     try:
                         out = translator.feed(name, data)
                     except wire.StreamError as exc:
-                        raise from_response(exc.status, exc.body, {}, self.name) from None
+                        raise from_response(
+                            exc.status, exc.body, {}, self.name, sent=self.headers
+                        ) from None
                     for chunk in out:
                         yield chunk
                     if translator.finished:

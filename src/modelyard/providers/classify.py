@@ -3,7 +3,9 @@
 The HTTP status decides first (``STATUS_TABLE``); the vendor's own error code
 refines it where the status is ambiguous (an Anthropic 529 ``overloaded_error``,
 a Gemini ``RESOURCE_EXHAUSTED``, an OpenAI ``context_length_exceeded``). The
-vendor's message is kept, with anything that looks like a credential removed.
+vendor's message is kept, with anything that looks like a credential removed,
+and with the credentials the gateway sent it: an upstream may repeat the key
+or header it was given, and its message reaches clients, logs and the ledger.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -79,8 +81,25 @@ _SECRETISH = re.compile(
 )
 
 
-def scrub(text: str) -> str:
-    """Remove what looks like a credential from a vendor's message."""
+# Request headers whose values are never credentials; every other value sent may be one.
+_PUBLIC_HEADERS = frozenset({"content-type", "accept", "anthropic-version"})
+_SHORTEST_SECRET = 8  # shorter header values are flags and names, and too common to remove
+
+
+def sent_credentials(headers: Mapping[str, str]) -> list[str]:
+    """The header values of a request that may be credentials (and their tokens), longest first."""
+    found: set[str] = set()
+    for name, value in headers.items():
+        if name.lower() not in _PUBLIC_HEADERS:
+            found.add(value.strip())
+            found.add(value.partition(" ")[2].strip())  # the token of "Bearer <token>"
+    return sorted((v for v in found if len(v) >= _SHORTEST_SECRET), key=len, reverse=True)
+
+
+def scrub(text: str, credentials: Iterable[str] = ()) -> str:
+    """Remove ``credentials`` and what looks like a credential from a vendor's message."""
+    for secret in credentials:
+        text = text.replace(secret, "[redacted]")
     return _SECRETISH.sub("[redacted]", text)[:2000]
 
 
@@ -126,14 +145,20 @@ def _vendor_error(body: bytes) -> tuple[str | None, str | None, str | None]:
 
 
 def from_response(
-    status: int, body: bytes, headers: Mapping[str, str], deployment: str
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    deployment: str,
+    *,
+    sent: Mapping[str, str] | None = None,
 ) -> GatewayError:
+    """The error of an upstream's answer; ``sent``: the headers of the request, never repeated."""
     message, code, param = _vendor_error(body)
     cls = STATUS_TABLE.get(status)
     refined = VENDOR_CODES.get(code or "")
     if cls is None or (refined is not None and cls in (UpstreamError, InvalidRequestError)):
         cls = refined or (InvalidRequestError if 400 <= status < 500 else UpstreamBadResponseError)
-    text = scrub(message or f"the upstream answered HTTP {status}")
+    text = scrub(message or f"the upstream answered HTTP {status}", sent_credentials(sent or {}))
     text = f"deployment {deployment!r}: {text}"
     kwargs: dict[str, Any] = {"param": param, "retry_after": retry_after(headers)}
     if code and code.lower() == code:  # pass OpenAI-style snake_case codes on

@@ -139,5 +139,5 @@ class GeminiProvider(Provider):
             # A stream that fails after its first byte reports the error as an event.
             code = err.get("code")
             status = code if isinstance(code, int) and 400 <= code < 600 else 500
-            raise from_response(status, body, {}, self.name)
+            raise from_response(status, body, {}, self.name, sent=self.headers)
         return data

@@ -92,7 +92,7 @@ class OpenAICompatibleProvider(Provider):
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
         reply = await self.forward("chat/completions", wire.chat_request_to_dict(req))
-        return wire.chat_response_from_dict(_json(reply.body, self.name))
+        return wire.chat_response_from_dict(_json(reply.body, self.name, self.headers))
 
     async def chat_stream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         body = wire.chat_request_to_dict(req)
@@ -101,7 +101,7 @@ class OpenAICompatibleProvider(Provider):
 
     async def complete(self, req: CompletionRequest) -> ChatResponse:
         body = req.model_dump(mode="json", exclude_none=True)
-        data = _json((await self.forward("completions", body)).body, self.name)
+        data = _json((await self.forward("completions", body)).body, self.name, self.headers)
         resp = wire.chat_response_from_dict(data)
         resp.choices = [
             Choice(
@@ -123,7 +123,7 @@ class OpenAICompatibleProvider(Provider):
     async def embed(self, req: EmbeddingRequest) -> EmbeddingResponse:
         body = req.model_dump(mode="json", exclude_none=True)
         body["encoding_format"] = "float"
-        data = _json((await self.forward("embeddings", body)).body, self.name)
+        data = _json((await self.forward("embeddings", body)).body, self.name, self.headers)
         items = sorted(data.get("data") or [], key=lambda d: d.get("index", 0))
         return EmbeddingResponse(
             model=str(data.get("model", self.deployment.model)),
@@ -138,12 +138,12 @@ class OpenAICompatibleProvider(Provider):
                 for event in decoder.feed(chunk):
                     if event.data == "[DONE]":
                         return
-                    yield _json(event.data.encode(), self.name)
+                    yield _json(event.data.encode(), self.name, self.headers)
         finally:
             await chunks.aclose()  # type: ignore[attr-defined]
 
 
-def _json(body: bytes, deployment: str) -> dict[str, Any]:
+def _json(body: bytes, deployment: str, sent: dict[str, str]) -> dict[str, Any]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -159,5 +159,5 @@ def _json(body: bytes, deployment: str) -> dict[str, Any]:
     if "error" in data and "choices" not in data and "data" not in data:
         from modelyard.providers.classify import from_response
 
-        raise from_response(500, body, {}, deployment)
+        raise from_response(500, body, {}, deployment, sent=sent)
     return data

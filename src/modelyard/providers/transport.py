@@ -74,7 +74,7 @@ class Transport:
         except _NETWORK_ERRORS as exc:
             raise from_exception(exc, deployment) from exc
         if resp.status >= 300:
-            raise from_response(resp.status, data, resp.headers, deployment)
+            raise from_response(resp.status, data, resp.headers, deployment, sent=headers)
         ctype = resp.headers.get("content-type", "application/json").split(";", 1)[0]
         return Reply(resp.status, data, ctype)
 
@@ -102,7 +102,7 @@ class Transport:
             if resp.status >= 300:
                 async with asyncio.timeout(timeout):
                     data = await resp.read()
-                raise from_response(resp.status, data, resp.headers, deployment)
+                raise from_response(resp.status, data, resp.headers, deployment, sent=headers)
             async for chunk in resp.iter_chunks(idle_timeout=timeout):
                 yield chunk
         except _NETWORK_ERRORS as exc:

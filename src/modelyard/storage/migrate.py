@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 FIRST = "0001"
 HEAD = "0002"  # the newest revision; a test checks it against the scripts
+MIGRATION_LOCK = 0x6D6F64656C79  # PostgreSQL advisory lock id held while migrating ("modely")
 
 
 def alembic_config() -> Config:
@@ -44,6 +45,10 @@ def upgrade(engine: Engine) -> None:
 
     config = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # replicas starting together on a new database: one migrates, the others wait
+            # here and then find it at HEAD, instead of failing on tables made meanwhile
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK})
         config.attributes["connection"] = conn
         tables = set(inspect(conn).get_table_names())
         if "requests" in tables and "alembic_version" not in tables:

@@ -1,11 +1,15 @@
-"""What the governance end-to-end tests share: a priced config and admin calls over HTTP."""
+"""What the governance end-to-end tests share: a priced config, admin calls, request volleys."""
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 from tests.conftest import UPSTREAM_KEY, Gateway
 
@@ -52,13 +56,17 @@ def admin(gw: Gateway, method: str, path: str, body: Any = None, key: str = ADMI
         return exc.code, json.loads(raw) if raw else None
 
 
-def make_key(gw: Gateway, team: str, **key: Any) -> str:
-    limits = key.pop("team_limits", {})
-    status, _ = admin(gw, "PUT", f"/admin/teams/{team}", {"limits": limits})
+def create_key(gw: Gateway, team: str, **key: Any) -> tuple[str, str]:
+    """Make (or update) the team with ``team_limits``, then a key in it: (the key, its id)."""
+    status, _ = admin(gw, "PUT", f"/admin/teams/{team}", {"limits": key.pop("team_limits", {})})
     assert status == 200
     status, made = admin(gw, "POST", "/admin/keys", {"name": "t", "team": team, **key})
     assert status == 201, made
-    return str(made["key"])
+    return str(made["key"]), str(made["id"])
+
+
+def make_key(gw: Gateway, team: str, **key: Any) -> str:
+    return create_key(gw, team, **key)[0]
 
 
 def chat_body(model: str = "m", **extra: Any) -> bytes:
@@ -81,3 +89,71 @@ def post_chat(
             return resp.status, dict(resp.headers), json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+def reservation(body: bytes, messages: int, max_tokens: int) -> int:
+    """What the gateway reserves for a request to ``m`` of CONFIG, in micro-dollars: every
+    body byte and 8 per message as input at $1/M, the output limit at $2/M."""
+    return len(body) + 8 * messages + 2 * max_tokens
+
+
+class Reply(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    @property
+    def request_id(self) -> str:
+        return self.headers["X-Request-Id"]
+
+    @property
+    def code(self) -> str | None:
+        return self.body["error"]["code"] if self.status >= 400 else None
+
+
+class Volley:
+    """``size`` chat requests released together by a barrier, spread in turn over gateways.
+
+    Each worker thread keeps one keep-alive connection per gateway across volleys:
+    opening a connection per request would cost more than the request.
+    """
+
+    def __init__(self, gateways: Sequence[Gateway], size: int) -> None:
+        self.gateways = gateways
+        self.size = size
+        self._pool = ThreadPoolExecutor(size)
+        self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []
+
+    def fire(self, key: str, body: bytes) -> list[Reply]:
+        barrier = threading.Barrier(self.size, timeout=30)
+        jobs = [
+            self._pool.submit(self._send, barrier, self.gateways[i % len(self.gateways)], key, body)
+            for i in range(self.size)
+        ]
+        return [job.result() for job in jobs]
+
+    def _send(self, barrier: threading.Barrier, gw: Gateway, key: str, body: bytes) -> Reply:
+        conns: dict[str, http.client.HTTPConnection] | None = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get(gw.url)
+        if conn is None:
+            conn = conns[gw.url] = http.client.HTTPConnection(gw.url[len("http://") :], timeout=30)
+            self._opened.append(conn)
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        barrier.wait()
+        conn.request("POST", "/v1/chat/completions", body, headers)
+        resp = conn.getresponse()
+        return Reply(resp.status, dict(resp.headers), json.loads(resp.read()))
+
+    def close(self) -> None:
+        self._pool.shutdown()
+        for conn in self._opened:
+            conn.close()
+
+    def __enter__(self) -> Volley:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import openai
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, start_gateway_process, stop_gateway
 from tests.e2e.governance.support import (
     ADMIN,
     CONFIG,
@@ -154,3 +156,24 @@ def test_routing_decisions_are_visible_only_to_their_team(
         with pytest.raises(openai.NotFoundError):
             client.get(f"/routing/decisions/{rid}", cast_to=object)
     assert admin(gw, "GET", "/admin/keys")[0] == 200 and ADMIN not in gw.log()
+
+
+def test_the_first_start_makes_an_admin_key_and_shows_it_once(
+    tmp_path: Path, openai_upstream: Upstream
+) -> None:
+    config = CONFIG.format(url=openai_upstream[0].url)
+    env = {k: v for k, v in ENV.items() if k != "MODELYARD_ADMIN_KEY"}
+    gw = start_gateway_process(tmp_path, config, env)
+    try:
+        shown = re.findall(r"sk-my-[A-Za-z0-9_\-]{43}", gw.log())
+        assert len(shown) == 1
+        assert admin(gw, "GET", "/admin/keys", key=shown[0])[0] == 200
+        assert admin(gw, "GET", "/admin/keys", key=shown[0][:-1])[0] == 401
+    finally:
+        stop_gateway(gw)
+    again = start_gateway_process(tmp_path, config, env)  # same data directory
+    try:
+        assert "sk-my-" not in again.log()
+        assert admin(again, "GET", "/admin/keys", key=shown[0])[0] == 200
+    finally:
+        stop_gateway(again)
