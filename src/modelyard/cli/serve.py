@@ -1,9 +1,9 @@
 """Run the gateway server: settings, logging, the event loop, the listening socket.
 
 Logs go to stderr at ``INFO``; ``MODELYARD_LOG_LEVEL`` (``DEBUG``, ``INFO``,
-``WARNING``, ``ERROR`` or ``CRITICAL``) sets another level. ``DEBUG`` shows
-the libraries' own debug lines too (SQL statements among them), and never a
-credential: a test puts a secret in every setting and looks for it.
+``WARNING``, ``ERROR`` or ``CRITICAL``) sets another level, for the
+libraries' loggers too. No level shows a credential
+(``tests/e2e/governance/test_canary.py`` checks it at ``DEBUG``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Canary secrets: made, planted in a gateway's settings, and looked for wherever they could leak.
 
-A canary is ``CANARY-<12 random hex>-<field>-<12 random hex>``: its first and
-last eleven characters are random, so finding either says which secret
-leaked even when a message shows only the start or the end of it. Virtual
-keys (``sk-my-...``) are watched the same way; their first ten characters are
-the prefix people are shown on purpose.
+A canary is ``CANARY-<12 random hex>-<field>-<12 random hex>``. A secret has
+leaked where its first or its last eleven characters show: each end holds
+random digits, so it says which secret leaked even when a message shows only
+the start or the end of it. Virtual keys (``sk-my-...``) are watched the same
+way; their first ten characters are the prefix people are shown on purpose.
 
 The places looked in: text and bytes (the log, answers), every row of every
 table of a database, every file under a directory, every key of Redis.

@@ -25,7 +25,7 @@ from tests.e2e.governance.support import (
     make_key,
     post_chat,
 )
-from tests.fakes.harness import LoopbackServer, Recorder
+from tests.fakes.harness import LoopbackServer, Recorder, openai_error
 
 Upstream = tuple[LoopbackServer, Recorder]
 
@@ -152,9 +152,11 @@ def test_routing_decisions_are_visible_only_to_their_team(
     time.sleep(0.1)
     with openai.OpenAI(base_url=gw.v1, api_key=mine, max_retries=0) as client:
         assert client.get(f"/routing/decisions/{rid}", cast_to=object)["chosen"] == "m"  # type: ignore[index]
-    with openai.OpenAI(base_url=gw.v1, api_key=theirs, max_retries=0) as client:
-        with pytest.raises(openai.NotFoundError):
-            client.get(f"/routing/decisions/{rid}", cast_to=object)
+    with (
+        openai.OpenAI(base_url=gw.v1, api_key=theirs, max_retries=0) as client,
+        pytest.raises(openai.NotFoundError),
+    ):
+        client.get(f"/routing/decisions/{rid}", cast_to=object)
     assert admin(gw, "GET", "/admin/keys")[0] == 200 and ADMIN not in gw.log()
 
 
@@ -177,3 +179,17 @@ def test_the_first_start_makes_an_admin_key_and_shows_it_once(
         assert admin(again, "GET", "/admin/keys", key=shown[0])[0] == 200
     finally:
         stop_gateway(again)
+
+
+def test_a_retried_request_is_one_ledger_row_billed_once(
+    start_gateway: Callable[..., Gateway], openai_upstream: Upstream
+) -> None:
+    server, recorder = openai_upstream
+    gw = start_gateway(CONFIG.format(url=server.url), ENV)
+    key = make_key(gw, "retry")
+    recorder.script.append(openai_error(500, "The server had an error"))
+    status, _, _ = post_chat(gw, key, chat_body())
+    assert status == 200 and len(recorder.requests) == 2  # failed once, retried
+    time.sleep(1.2)
+    _, spend = admin(gw, "GET", "/admin/spend?group_by=key")
+    assert [(r["requests"], r["cost_micros"]) for r in spend["rows"]] == [(1, COST)]

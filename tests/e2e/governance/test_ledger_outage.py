@@ -1,4 +1,4 @@
-"""The ledger through a database outage: every request is booked exactly once, even across SIGKILL."""
+"""The ledger through a database outage: each request booked exactly once, even across SIGKILL."""
 
 from __future__ import annotations
 
