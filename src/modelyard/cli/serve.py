@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.app import create_app
 from modelyard.errors import ConfigError
@@ -33,7 +34,11 @@ def run(config: Path | None, *, host: str | None, port: int | None, data_dir: Pa
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SQLAlchemyError as exc:  # the driver's message names the host, never the password
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(f"cannot open the database: {reason}") from None
     server = settings.server
     names = ", ".join(d.name for d in settings.deployments)
     print(  # the one line an operator reads at start

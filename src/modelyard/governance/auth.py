@@ -82,6 +82,7 @@ class KeyRing:
         if sqlite_path is not None:
             self._watch = sqlite3.connect(sqlite_path, isolation_level=None)
         self._inflight: asyncio.Future[int] | None = None
+        self._reloading: asyncio.Future[tuple[int, list[KeyRecord], list[TeamRecord]]] | None = None
         self.on_reload: Callable[[], None] | None = None
 
     # ----------------------------------------------------------- keeping current
@@ -114,7 +115,18 @@ class KeyRing:
         else:
             epoch = await self._shared_epoch_read()
         if epoch != self.epoch:
-            self._apply(*await asyncio.to_thread(self.store.load))
+            await self._reload()
+
+    async def _reload(self) -> None:
+        """One load shared by every request that finds the ring out of date at once."""
+        if self._reloading is None:
+            future = self._reloading = asyncio.ensure_future(asyncio.to_thread(self.store.load))
+            try:
+                self._apply(*await future)
+            finally:
+                self._reloading = None
+        else:
+            await asyncio.shield(self._reloading)
 
     async def _shared_epoch_read(self) -> int:
         if self._inflight is None:

@@ -109,12 +109,25 @@ def crossed(scope: BudgetScope, spent_after: int, actual: int) -> bool:
     return spent_after - actual <= scope.limit_micros < spent_after
 
 
+class MissingCounter(Exception):
+    """``reserve(..., must_exist=True)`` met a counter that does not exist (yet, or any more:
+    Redis restarted without persistence, or evicted it). Nothing was changed; the caller
+    seeds it from the ledger and tries again."""
+
+    def __init__(self, scope: BudgetScope):
+        super().__init__(scope.counter)
+        self.scope = scope
+
+
 class SpendCounters(Protocol):
-    async def reserve(self, scopes: Sequence[BudgetScope], amount: int) -> BudgetScope | None:
+    async def reserve(
+        self, scopes: Sequence[BudgetScope], amount: int, *, must_exist: bool = False
+    ) -> BudgetScope | None:
         """Atomically over all scopes (distinct counters): if every hard scope has
         spent + reserved + amount <= limit, add ``amount`` to every scope's reserved
         and return None; otherwise change nothing and return the first hard scope
-        that refuses."""
+        that refuses. ``must_exist``: a missing counter raises ``MissingCounter``
+        (and nothing changes) instead of starting at zero."""
         ...
 
     async def settle(self, counters: Sequence[str], reserved: int, actual: int) -> list[int | None]:
@@ -155,9 +168,13 @@ class MemoryCounters:
         self._clock = clock
         self._next_sweep = 0.0
 
-    async def reserve(self, scopes: Sequence[BudgetScope], amount: int) -> BudgetScope | None:
+    async def reserve(
+        self, scopes: Sequence[BudgetScope], amount: int, *, must_exist: bool = False
+    ) -> BudgetScope | None:
         counters = self._counters
         for scope in scopes:
+            if must_exist and scope.counter not in counters:
+                raise MissingCounter(scope)
             if scope.hard:
                 c = counters.get(scope.counter)
                 used = c.spent + c.reserved if c is not None else 0
@@ -205,12 +222,20 @@ class MemoryCounters:
         return c
 
 
-# KEYS: the counters. ARGV[1]: amount; then per counter its limit (-1: soft) and TTL (0: none).
+# KEYS: the counters. ARGV[1]: amount; then per counter its limit (-1: soft) and TTL (0: none);
+# last, '1' when every counter must exist already (else -i: the i-th is missing).
 # Numbers go to Redis as the strings they came in: Lua would print a large one as 1e+14.
 # Lua compares doubles: amounts and limits are exact up to 2**53 micro-dollars ($9e9).
 # Returns 0 when reserved, else the 1-based index of the first hard counter that refuses.
 _RESERVE = """
 local amount = tonumber(ARGV[1])
+if ARGV[2 * #KEYS + 2] == '1' then
+  for i, key in ipairs(KEYS) do
+    if redis.call('EXISTS', key) == 0 then
+      return -i
+    end
+  end
+end
 for i, key in ipairs(KEYS) do
   local limit = tonumber(ARGV[2 * i])
   if limit >= 0 then
@@ -272,15 +297,20 @@ class RedisCounters:
         self._settle = client.register_script(_SETTLE)
         self._seed = client.register_script(_SEED)
 
-    async def reserve(self, scopes: Sequence[BudgetScope], amount: int) -> BudgetScope | None:
+    async def reserve(
+        self, scopes: Sequence[BudgetScope], amount: int, *, must_exist: bool = False
+    ) -> BudgetScope | None:
         if not scopes:
             return None
         args: list[int] = [amount]
         for scope in scopes:
             args.append(scope.limit_micros if scope.hard else -1)
             args.append(scope.ttl or 0)
+        args.append(1 if must_exist else 0)
         keys = [self._prefix + s.counter for s in scopes]
         refused = int(await self._reserve(keys=keys, args=args))
+        if refused < 0:
+            raise MissingCounter(scopes[-refused - 1])
         return scopes[refused - 1] if refused else None
 
     async def settle(self, counters: Sequence[str], reserved: int, actual: int) -> list[int | None]:

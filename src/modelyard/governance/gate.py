@@ -28,6 +28,7 @@ from modelyard.errors import BudgetExceededError, PermissionDeniedError, RateLim
 from modelyard.governance.budgets import (
     BudgetScope,
     MemoryCounters,
+    MissingCounter,
     SpendCounters,
     counter_name,
     counter_ttl,
@@ -64,7 +65,6 @@ class Governance:
         self.request_log = request_log
         self.default_output_tokens = default_output_tokens
         self._inline = isinstance(counters, MemoryCounters)
-        self._seeded: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._rules: dict[tuple[str, str], tuple[list[RateRule], list[RateRule]]] = {}
 
@@ -147,10 +147,14 @@ class Governance:
         scopes = self.scopes(principal, time.time())
         if not scopes:
             return None
-        for scope in scopes:
-            if scope.counter not in self._seeded:
-                await self._seed(scope)
-        refused = await self.counters.reserve(scopes, amount)
+        for _ in range(len(scopes) + 1):
+            try:
+                refused = await self.counters.reserve(scopes, amount, must_exist=True)
+                break
+            except MissingCounter as missing:  # new this period, or lost by Redis
+                await self._seed(missing.scope)
+        else:
+            raise RuntimeError("budget counters vanish as soon as they are seeded")
         if refused is not None:
             spent = await self.counters.state(refused.counter)
             used = (spent[0] + spent[1]) if spent else 0
@@ -169,7 +173,6 @@ class Governance:
             self.request_log.spent_since, "key_id" if kind == "key" else "team", owner, since
         )
         await self.counters.seed(scope.counter, spent, scope.ttl)
-        self._seeded.add(scope.counter)
 
     # ------------------------------------------------------------ settling
 

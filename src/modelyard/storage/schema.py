@@ -52,6 +52,8 @@ requests_table = Table(
     Column("client_request_id", String(128)),
     Index("ux_requests_id", "id", unique=True),  # exactly one ledger row per request
     Index("ix_requests_ts", "ts"),
+    Index("ix_requests_key_ts", "key_id", "ts"),  # a budget's spend, read at period start
+    Index("ix_requests_team_ts", "team", "ts"),
 )
 
 

@@ -106,6 +106,7 @@ def database() -> Iterator[str]:
 def replicas(
     database: str, start_module_gateway: Callable[..., Gateway], fake_openai: Upstream
 ) -> list[Gateway]:
+    fake_openai[1].script.clear()  # answers an earlier test scripted are not this module's
     config = CONFIG.format(url=fake_openai[0].url)
     return [start_module_gateway(config, replica_env(database)) for _ in range(2)]
 
