@@ -42,30 +42,13 @@ from modelyard.governance.budgets import (
 from modelyard.governance.counters import create_counters
 from modelyard.governance.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from modelyard.storage.redis import connect_redis
+from tests.governance.conftest import REDIS_URL, drop_prefix
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 T = TypeVar("T")
 
 
 def utc(*fields: int) -> float:
     return float(calendar.timegm((*fields, 0, 0, 0)[:6]))
-
-
-async def drop_prefix(client: Redis, prefix: str) -> None:
-    keys = [key async for key in client.scan_iter(match=prefix + "*")]
-    if keys:
-        await client.delete(*keys)
-
-
-@pytest.fixture
-async def redis_env() -> AsyncIterator[tuple[Redis, str]]:
-    """A client (Redis must answer: no skip) and a key prefix of this test's own."""
-    client = connect_redis(REDIS_URL)
-    await client.ping()
-    prefix = f"test:{uuid.uuid4().hex}:"
-    yield client, prefix
-    await drop_prefix(client, prefix)
-    await client.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -14,7 +14,7 @@ from modelyard.governance.gate import Governance
 from modelyard.governance.keys import KeyRecord, Limits, Principal, TeamRecord
 from modelyard.governance.ratelimit import MemoryRateLimiter
 from modelyard.storage.request_log import RequestLog, RequestRecord, create_db_engine, sqlite_url
-from tests.governance.test_budgets import drop_prefix, redis_env  # noqa: F401 - a fixture
+from tests.governance.conftest import drop_prefix
 
 LIMITS = Limits(budget_micros=1_000, budget_period="month")
 PRINCIPAL = Principal(

@@ -23,8 +23,7 @@ from modelyard.governance.ratelimit import (
     RedisRateLimiter,
 )
 from modelyard.storage.redis import connect_redis
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.governance.conftest import REDIS_URL, drop_prefix
 
 
 class FakeClock:
@@ -33,23 +32,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-async def drop_prefix(client: Redis, prefix: str) -> None:
-    keys = [key async for key in client.scan_iter(match=prefix + "*")]
-    if keys:
-        await client.delete(*keys)
-
-
-@pytest.fixture
-async def redis_env() -> AsyncIterator[tuple[Redis, str]]:
-    """A client (Redis must answer: no skip) and a key prefix of this test's own."""
-    client = connect_redis(REDIS_URL)
-    await client.ping()
-    prefix = f"test:{uuid.uuid4().hex}:"
-    yield client, prefix
-    await drop_prefix(client, prefix)
-    await client.aclose()
 
 
 @pytest.fixture(params=["memory", "redis"])
