@@ -82,7 +82,7 @@ class KeyRing:
         if sqlite_path is not None:
             self._watch = sqlite3.connect(sqlite_path, isolation_level=None)
         self._inflight: asyncio.Future[int] | None = None
-        self._reloading: asyncio.Future[tuple[int, list[KeyRecord], list[TeamRecord]]] | None = None
+        self._reloading: asyncio.Future[None] | None = None
         self.on_reload: Callable[[], None] | None = None
 
     # ----------------------------------------------------------- keeping current
@@ -118,15 +118,20 @@ class KeyRing:
             await self._reload()
 
     async def _reload(self) -> None:
-        """One load shared by every request that finds the ring out of date at once."""
+        """One load shared by every request that finds the ring out of date at once.
+
+        The shared task applies what it loaded before it completes, so that no
+        request that waited on it can check a key against the old ring.
+        """
         if self._reloading is None:
-            future = self._reloading = asyncio.ensure_future(asyncio.to_thread(self.store.load))
-            try:
-                self._apply(*await future)
-            finally:
-                self._reloading = None
-        else:
-            await asyncio.shield(self._reloading)
+            self._reloading = asyncio.ensure_future(self._load_and_apply())
+        await asyncio.shield(self._reloading)
+
+    async def _load_and_apply(self) -> None:
+        try:
+            self._apply(*await asyncio.to_thread(self.store.load))
+        finally:
+            self._reloading = None
 
     async def _shared_epoch_read(self) -> int:
         if self._inflight is None:
