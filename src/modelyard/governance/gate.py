@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from modelyard.governance.budgets import (
     counter_name,
     counter_ttl,
     crossed,
+    period_end,
     period_start,
 )
 from modelyard.governance.keys import Limits, Principal
@@ -66,6 +68,7 @@ class Governance:
         self.default_output_tokens = default_output_tokens
         self._inline = isinstance(counters, MemoryCounters)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._scopes: dict[tuple[str, str], tuple[float, list[BudgetScope]]] = {}
         self._rules: dict[tuple[str, str], tuple[list[RateRule], list[RateRule]]] = {}
 
     # ------------------------------------------------------------ admission
@@ -92,8 +95,9 @@ class Governance:
         return requests, tokens
 
     def forget(self) -> None:
-        """Keys or teams changed: rules derived from their limits are rebuilt."""
+        """Keys or teams changed: rules and scopes derived from their limits are rebuilt."""
         self._rules.clear()
+        self._scopes.clear()
 
     async def admit(self, principal: Principal, model: str) -> None:
         key = principal.key
@@ -117,8 +121,14 @@ class Governance:
     # ------------------------------------------------------------ budgets
 
     def scopes(self, principal: Principal, now: float) -> list[BudgetScope]:
-        out: list[BudgetScope] = []
+        """The budgets that apply, kept until the first of their periods ends."""
         key, team = principal.key, principal.team
+        cache_key = (key.id if key else "", team.name if team else "")
+        found = self._scopes.get(cache_key)
+        if found is not None and now < found[0]:
+            return found[1]
+        out: list[BudgetScope] = []
+        until = math.inf
         for kind, owner, limits in (
             ("key", key.id if key else None, key.limits if key else None),
             ("team", team.name if team else None, team.limits if team else None),
@@ -126,6 +136,8 @@ class Governance:
             if owner is None or limits is None or limits.budget_micros is None:
                 continue
             out.append(self.scope(kind, owner, limits, now))
+            until = min(until, period_end(limits.budget_period, now) or math.inf)
+        self._scopes[cache_key] = (until, out)
         return out
 
     @staticmethod
