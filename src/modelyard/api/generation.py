@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
@@ -31,6 +31,7 @@ from modelyard.governance.gate import IMAGE_TOKENS, Reservation
 from modelyard.governance.prices import cost_micros, max_cost_micros
 from modelyard.providers.base import Provider
 from modelyard.providers.openai_compat import OpenAICompatibleProvider
+from modelyard.routing.config import Interaction
 from modelyard.routing.filters import Demand
 from modelyard.routing.router import Plan
 from modelyard.storage.request_log import RequestRecord
@@ -48,6 +49,44 @@ TAGS_HEADER = "X-Modelyard-Tags"
 MAX_TAGS = 16
 
 Pieces = AsyncGenerator[bytes, None]
+
+
+class ChunkEncoder(Protocol):
+    """Writes one answer's internal chunks in the client's wire format, as bytes on the wire.
+
+    One encoder per answer (it may keep state: block indices, the message id).
+    ``close`` ends a stream that finished; ``error`` ends one that broke after it
+    began. ``usage`` is what the client asked for (OpenAI: ``include_usage``).
+    """
+
+    def feed(self, chunk: ChatChunk) -> bytes: ...
+
+    def close(self) -> bytes: ...
+
+    def error(self, err: GatewayError) -> bytes: ...
+
+
+class OpenAIEncoder:
+    """OpenAI's ``data: {...}`` events and ``data: [DONE]``; usage only when asked for."""
+
+    __slots__ = ("keep_usage", "render")
+
+    def __init__(self, render: Callable[[ChatChunk], dict[str, Any]], keep_usage: bool):
+        self.render = render
+        self.keep_usage = keep_usage
+
+    def feed(self, chunk: ChatChunk) -> bytes:
+        if chunk.usage is not None and not self.keep_usage:
+            if not chunk.choices:
+                return b""
+            chunk.usage = None
+        return b"data: " + orjson.dumps(self.render(chunk)) + b"\n\n"
+
+    def close(self) -> bytes:
+        return DONE
+
+    def error(self, err: GatewayError) -> bytes:
+        return stream_error_event(err)
 
 
 def tags_of(request: web.Request) -> str | None:
@@ -179,7 +218,9 @@ _NO_CAPABILITIES: frozenset[str] = frozenset()
 TYPICAL_OUTPUT_TOKENS = 256  # what the cost policy assumes when a request sets no limit
 
 
-def demand(request: web.Request, req: ChatRequest | CompletionRequest) -> Demand:
+def demand(
+    request: web.Request, req: ChatRequest | CompletionRequest, kind: Interaction = "stateless"
+) -> Demand:
     """What the request needs from a deployment: contract inputs, size and capabilities."""
     caps = _NO_CAPABILITIES
     output = req.max_tokens or 0
@@ -200,7 +241,7 @@ def demand(request: web.Request, req: ChatRequest | CompletionRequest) -> Demand
     regions = headers.get("X-Data-Region")
     prompt = (request.content_length or 0) // 4  # ~4 bytes a token
     return Demand(
-        kind="stateless",
+        kind=kind,
         classification=headers.get("X-Data-Classification"),
         regions=frozenset(r.strip() for r in regions.split(",")) if regions else None,
         tokens=prompt + output,
@@ -219,13 +260,30 @@ async def generate(
     answer: Callable[[Provider], Awaitable[ChatResponse]],
     stream: Callable[[Provider], AsyncIterator[ChatChunk]],
     render: Callable[[ChatResponse], dict[str, Any]],
-    render_chunk: Callable[[ChatChunk], dict[str, Any]],
+    render_chunk: Callable[[ChatChunk], dict[str, Any]] | None = None,
+    *,
+    encoder: Callable[[], ChunkEncoder] | None = None,
+    passthrough: bool = True,
+    kind: Interaction = "stateless",
 ) -> web.StreamResponse:
+    """Route, call and answer one generation.
+
+    ``passthrough``: the client speaks OpenAI's format at ``path``, so an
+    OpenAI-compatible upstream's bytes are relayed as they are. Otherwise
+    every answer goes through ``answer``/``stream`` and is written by
+    ``render`` (a whole answer) or a fresh ``encoder()`` (a stream; by default
+    OpenAI's events from ``render_chunk``).
+    """
     router = request.app[ROUTER]
     call = Call(request, endpoint, req.model, req.stream)
     await call.admit()
+    if encoder is None:
+        assert render_chunk is not None, "a stream needs render_chunk or an encoder"
+        chunk_render, keep = render_chunk, req.include_usage
+        encoder = lambda: OpenAIEncoder(chunk_render, keep)  # noqa: E731
+    make_encoder = encoder
     try:
-        plan = router.plan(req.model, demand(request, req), request_id=request[REQUEST_ID])
+        plan = router.plan(req.model, demand(request, req, kind), request_id=request[REQUEST_ID])
     except GatewayError as err:
         call.done(error=err)
         raise
@@ -236,14 +294,14 @@ async def generate(
         if req.stream:
 
             def pieces(p: Provider) -> Pieces:
-                if isinstance(p, OpenAICompatibleProvider):
+                if passthrough and isinstance(p, OpenAICompatibleProvider):
                     return _relay(call, p.name, p.forward_stream(path, body), req.include_usage)
-                return _translate(call, stream(p), render_chunk, req.include_usage)
+                return _translate(call, stream(p), make_encoder())
 
-            return await _serve_stream(request, call, plan, pieces)
+            return await _serve_stream(request, call, plan, pieces, make_encoder)
 
         async def once(p: Provider) -> tuple[Usage, bytes]:
-            if isinstance(p, OpenAICompatibleProvider):
+            if passthrough and isinstance(p, OpenAICompatibleProvider):
                 reply = await p.forward(path, body)
                 return _usage_of(reply.body, p.name), reply.body
             result = await answer(p)
@@ -314,7 +372,11 @@ def _usage_of(body: bytes, deployment: str) -> Usage:
 
 
 async def _serve_stream(
-    request: web.Request, call: Call, plan: Plan, pieces: Callable[[Provider], Pieces]
+    request: web.Request,
+    call: Call,
+    plan: Plan,
+    pieces: Callable[[Provider], Pieces],
+    encoder: Callable[[], ChunkEncoder],
 ) -> web.StreamResponse:
     async def first_piece(p: Provider) -> tuple[bytes, Pieces]:
         it = pieces(p)
@@ -342,7 +404,7 @@ async def _serve_stream(
         if isinstance(err, UpstreamError):
             router.health[call.provider.name].failed(time.monotonic())
         plan.decision.error = f"after the first byte: {err.message}"
-        await response.write(stream_error_event(err))
+        await response.write(encoder().error(err))
         call.done(error=err)
         return response
     except (asyncio.CancelledError, ConnectionError):
@@ -393,22 +455,15 @@ def _check_events(events: bytes, deployment: str) -> None:
         )
 
 
-async def _translate(
-    call: Call,
-    chunks: AsyncIterator[ChatChunk],
-    render: Callable[[ChatChunk], dict[str, Any]],
-    keep_usage: bool,
-) -> Pieces:
-    """Internal chunks as OpenAI SSE events."""
+async def _translate(call: Call, chunks: AsyncIterator[ChatChunk], encoder: ChunkEncoder) -> Pieces:
+    """Internal chunks in the client's wire format."""
     try:
         async for chunk in chunks:
             if chunk.usage is not None:
                 call.usage = chunk.usage
-                if not keep_usage:
-                    if not chunk.choices:
-                        continue
-                    chunk.usage = None
-            yield b"data: " + orjson.dumps(render(chunk)) + b"\n\n"
-        yield DONE
+            out = encoder.feed(chunk)
+            if out:
+                yield out
+        yield encoder.close()
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
