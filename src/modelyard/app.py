@@ -12,7 +12,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from modelyard.api import admin, governance_admin, health, openai_api
+from modelyard.api import (
+    admin,
+    anthropic_api,
+    governance_admin,
+    health,
+    openai_api,
+    responses_api,
+)
 from modelyard.api.auth import auth_middleware
 from modelyard.api.context import (
     GOVERNANCE,
@@ -26,6 +33,7 @@ from modelyard.api.context import (
     TRANSPORT,
 )
 from modelyard.api.errors import gateway_middleware
+from modelyard.api.idempotency import idempotency_middleware, tap_streams
 from modelyard.governance.auth import LOOPBACK, KeyRing
 from modelyard.governance.counters import create_counters
 from modelyard.governance.gate import Governance
@@ -37,6 +45,7 @@ from modelyard.providers.registry import HOSTS
 from modelyard.providers.transport import Transport
 from modelyard.routing.router import Router
 from modelyard.settings import Deployment, Settings
+from modelyard.storage.idempotency import create_idempotency_store
 from modelyard.storage.request_log import RequestLog, create_db_engine, sqlite_url
 from modelyard.storage.route_store import RouteStore
 
@@ -97,12 +106,18 @@ def create_app(settings: Settings) -> web.Application:
 
         redis = connect_redis(server.redis_url)
     governance = Governance(*create_counters(redis), request_log)
+    idempotency = create_idempotency_store(redis)
     ring.on_reload = governance.forget
 
     app = web.Application(
         client_max_size=server.max_body_bytes,
-        middlewares=[gateway_middleware(os.urandom(6).hex()), auth_middleware()],
+        middlewares=[
+            gateway_middleware(os.urandom(6).hex()),
+            auth_middleware(),
+            idempotency_middleware(idempotency),  # after auth: slots are per API key
+        ],
     )
+    app.on_response_prepare.append(tap_streams)
     app[KEY_RING] = ring
     app[GOVERNANCE] = governance
     app[GOVERNANCE_STORE] = store
@@ -152,6 +167,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.add_routes(health.routes())
     app.add_routes(openai_api.routes())
+    app.add_routes(responses_api.routes())
+    app.add_routes(anthropic_api.routes())
     app.add_routes(admin.routes())
     app.add_routes(governance_admin.routes())
     return app

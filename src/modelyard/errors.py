@@ -13,6 +13,7 @@ Errors are translated in exactly two places: upstream failures come in through
         ├── BudgetExceededError     402: a hard budget would be exceeded
         ├── PermissionDeniedError   403
         ├── NotFoundError           404: unknown model, route or path
+        ├── ConflictError           409: the same Idempotency-Key is still running
         ├── RequestTooLargeError    413: body over the configured limit
         ├── UnprocessableError      422
         ├── RateLimitedError        429, with ``retry_after``
@@ -106,6 +107,11 @@ class PermissionDeniedError(GatewayError):
 class NotFoundError(GatewayError):
     status = 404
     type = "not_found_error"
+
+
+class ConflictError(GatewayError):
+    status = 409
+    type = "invalid_request_error"
 
 
 class RequestTooLargeError(GatewayError):

@@ -17,6 +17,8 @@ What it answers, deterministically:
   tool result), a short text block and a ``tool_use`` of the first tool;
 * when ``tool_choice`` forces a tool (``tool``) or any tool (``any``), a
   ``tool_use`` of that tool whose input satisfies a simple object schema;
+* when the last user text names several tools, one ``tool_use`` block for each
+  (parallel tool use), or only the first with ``disable_parallel_tool_use``;
 * ``stop_sequences`` cut the text (``stop_reason: stop_sequence``) and
   ``max_tokens`` (counted in words) truncates it (``stop_reason: max_tokens``).
 
@@ -56,6 +58,7 @@ USER_BLOCKS = frozenset({"text", "image", "tool_result", "document"})
 ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking"})
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 PREFIX = "Hello from fake anthropic: "
+CITIES = ("Paris", "東京", "Zürich")
 
 
 class Invalid(Exception):
@@ -163,6 +166,12 @@ def _validate_messages(messages: Any) -> None:
                     raise Invalid(f"{where}.input: Input should be a valid dictionary")
                 used.add(block["id"])
             if kind == "tool_result":
+                if j != len(answered):
+                    raise Invalid(
+                        f"messages.{i}: Did not find {len(pending)} `tool_result` block(s) at the "
+                        "beginning of this message. Messages following `tool_use` blocks must "
+                        "begin with a matching number of `tool_result` blocks."
+                    )
                 if block.get("tool_use_id") not in pending:
                     raise Invalid(
                         f"{where}: unexpected `tool_use_id` found in `tool_result` blocks: "
@@ -241,24 +250,29 @@ def answer(body: dict[str, Any], serial: int) -> dict[str, Any]:
             {"type": "thinking", "thinking": f"Thinking about: {text}", "signature": "c2lnLWZha2U="}
         )
     stop_reason, stop_sequence = "end_turn", None
-    forced = None
+    named = [t for t in tools if t["name"] in text] if not is_result else []
+    called: list[dict[str, Any]] = []
     if choice["type"] == "tool":
-        forced = next(t for t in tools if t["name"] == choice["name"])
+        called = [next(t for t in tools if t["name"] == choice["name"])]
     elif tools and choice["type"] == "any":
-        forced = tools[0]
-    elif tools and choice["type"] == "auto" and "weather" in text.lower() and not is_result:
-        forced = tools[0]
-        blocks.append({"type": "text", "text": "Let me look that up."})
-    if forced is not None:
+        called = named or tools[:1]
+    elif tools and choice["type"] == "auto" and not is_result:
+        called = named or (tools[:1] if "weather" in text.lower() else [])
+        if called:
+            blocks.append({"type": "text", "text": "Let me look that up."})
+    if choice.get("disable_parallel_tool_use"):
+        called = called[:1]
+    if called:
         tool_text = "Paris" if "weather" in text.lower() else "fake answer"
-        blocks.append(
-            {
-                "type": "tool_use",
-                "id": f"toolu_fake{serial:04d}",
-                "name": forced["name"],
-                "input": sample_input(forced["input_schema"], tool_text),
-            }
-        )
+        for k, tool in enumerate(called):
+            blocks.append(
+                {
+                    "type": "tool_use",
+                    "id": f"toolu_fake{serial:04d}" + (f"_{k}" if k else ""),
+                    "name": tool["name"],
+                    "input": sample_input(tool["input_schema"], CITIES[k % 3] if k else tool_text),
+                }
+            )
         stop_reason = "tool_use"
     else:
         reply = PREFIX + text

@@ -6,7 +6,9 @@ answers in Google's shapes, errors included. What it says:
 
 * text: ``Hello from fake gemini: `` + the last user text;
 * with tools, a function call when the last user text mentions "weather" (or
-  when the mode is ANY), carrying a thought signature it later checks;
+  when the mode is ANY), carrying a thought signature it later checks; one call
+  for each declared function the last user text names (parallel calls, only
+  the first with a signature), limited to ``allowedFunctionNames``;
 * after function results: ``Tool results: name={...}``;
 * JSON (an object built from ``responseJsonSchema``) when responseMimeType is
   application/json;
@@ -28,6 +30,7 @@ from aiohttp import web
 from tests.fakes.harness import Handler, Recorded, Recorder
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
+CITIES = ("Paris", "東京", "Zürich")
 
 _REQUEST_FIELDS = {
     "contents",
@@ -122,8 +125,9 @@ def vector(text: str, dims: int) -> list[float]:
 
 
 class FakeGemini:
-    def __init__(self, recorder: Recorder):
+    def __init__(self, recorder: Recorder, chunking: int | None = None):
         self.recorder = recorder
+        self.chunking = chunking
         self.responses = itertools.count(1)
         self.signatures: set[str] = set()
 
@@ -202,8 +206,12 @@ class FakeGemini:
             return web.Response(body=orjson.dumps(events), content_type="application/json")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        for event in events:
-            await resp.write(b"data: " + orjson.dumps(event) + b"\r\n\r\n")
+        payload = [b"data: " + orjson.dumps(event) + b"\r\n\r\n" for event in events]
+        if self.chunking:  # the same bytes, cut anywhere (mid-character too)
+            joined = b"".join(payload)
+            payload = [joined[i : i + self.chunking] for i in range(0, len(joined), self.chunking)]
+        for piece in payload:
+            await resp.write(piece)
         await resp.write_eof()
         return resp
 
@@ -281,6 +289,9 @@ class FakeGemini:
                         "Please ensure that the number of function response parts is equal to "
                         "the number of function call parts of the function call turn."
                     )
+                called = sorted(p["functionCall"]["name"] for p in calls)
+                if sorted(p["functionResponse"]["name"] for p in answers) != called:
+                    raise Invalid("Function response names must match the function call names.")
 
     def _check_config(self, config: Any) -> None:
         if not isinstance(config, dict):
@@ -333,15 +344,20 @@ class FakeGemini:
         results = [p["functionResponse"] for p in last["parts"] if "functionResponse" in p]
         user_text = " ".join(p["text"] for p in last["parts"] if "text" in p)
         wants_call = mode == "ANY" or (mode != "NONE" and "weather" in user_text.lower())
+        named = [d["name"] for d in declarations if d["name"] in user_text]
+        if allowed:
+            named = [n for n in named if n in allowed] or allowed[:1]
+        wants_call = wants_call or (mode != "NONE" and bool(named))
         if declarations and wants_call and not results:
-            name = allowed[0] if allowed else declarations[0]["name"]
-            signature = base64.b64encode(f"sig>{name}?{index}".encode()).decode()
-            self.signatures.add(signature)
-            call = {"name": name, "args": {"city": "Paris", "unit": "celsius"}}
-            parts: list[dict[str, Any]] = [
-                {"text": "Let me look that up."},
-                {"functionCall": call, "thoughtSignature": signature},
-            ]
+            parts: list[dict[str, Any]] = [{"text": "Let me look that up."}]
+            for k, name in enumerate(named or [declarations[0]["name"]]):
+                call = {"name": name, "args": {"city": CITIES[k % 3], "unit": "celsius"}}
+                part: dict[str, Any] = {"functionCall": call}
+                if k == 0:  # in parallel calls only the first carries a signature
+                    signature = base64.b64encode(f"sig>{name}?{index}".encode()).decode()
+                    self.signatures.add(signature)
+                    part["thoughtSignature"] = signature
+                parts.append(part)
             return parts, "STOP", 10
         if results:
             text = "Tool results: " + "; ".join(
@@ -445,8 +461,9 @@ class FakeGemini:
         return web.json_response({"embedding": self._embed_one(body, model, "request")})
 
 
-def create_fake_gemini(recorder: Recorder) -> web.Application:
-    fake = FakeGemini(recorder)
+def create_fake_gemini(recorder: Recorder, *, chunking: int | None = None) -> web.Application:
+    """The fake as an aiohttp app; ``chunking`` splits streamed bytes into pieces of that size."""
+    fake = FakeGemini(recorder, chunking)
     app = web.Application()
     app.router.add_post("/v1beta/models/{model_and_method}", fake.handle)
     return app

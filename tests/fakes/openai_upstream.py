@@ -18,6 +18,7 @@ from aiohttp import web
 from tests.fakes.harness import Recorded, Recorder, send_sse, sse
 
 EXPECTED_KEY = "sk-test-upstream-key"
+CHUNKING = web.AppKey("chunking", int | None)
 
 
 def _error(
@@ -74,18 +75,68 @@ def _answer_text(body: dict[str, Any]) -> str:
     fmt = (body.get("response_format") or {}).get("type")
     if fmt in ("json_object", "json_schema"):
         return '{"answer": "ok"}'
-    return "Hello from fake openai: " + _last_user_text(body.get("messages") or [])
+    messages = body.get("messages") or []
+    results = []
+    for m in reversed(messages):
+        if m.get("role") != "tool":
+            break
+        results.insert(0, str(m.get("content")))
+    if results:
+        return "Tool results: " + "; ".join(results)
+    return "Hello from fake openai: " + _last_user_text(messages)
 
 
-def _wants_tool(body: dict[str, Any]) -> str | None:
-    tools = body.get("tools") or []
-    if not tools or body.get("tool_choice") == "none":
-        return None
+CITIES = ("Paris", "東京", "Zürich")
+
+
+def _tool_calls(body: dict[str, Any], choice_index: int) -> list[dict[str, Any]]:
+    """The calls the fake makes: the tools the last user text names (several in parallel
+    unless ``parallel_tool_calls`` is false), else the first tool for "weather" or
+    ``required``; the named tool when ``tool_choice`` names one; none after tool results."""
+    tools = [t["function"]["name"] for t in body.get("tools") or []]
     choice = body.get("tool_choice")
+    messages = body.get("messages") or []
+    text = _last_user_text(messages)
+    if not tools or choice == "none":
+        return []
     if isinstance(choice, dict):
-        return str(choice["function"]["name"])
-    if choice == "required" or "weather" in _last_user_text(body.get("messages") or []):
-        return str(tools[0]["function"]["name"])
+        names = [str(choice["function"]["name"])]
+    elif messages[-1].get("role") == "tool" and choice != "required":
+        return []
+    else:
+        names = [t for t in tools if t in text]
+        if not names and (choice == "required" or "weather" in text):
+            names = tools[:1]
+    if body.get("parallel_tool_calls") is False:
+        names = names[:1]
+    return [
+        {
+            "id": f"call_{choice_index}abc" + (str(k) if k else ""),
+            "type": "function",
+            "function": {
+                "name": name,
+                "arguments": f'{{"city": "{CITIES[k % 3]}", "unit": "°C"}}',
+            },
+        }
+        for k, name in enumerate(names)
+    ]
+
+
+def _unanswered(messages: list[dict[str, Any]]) -> str | None:
+    """OpenAI's check that each assistant tool call is answered by the tool messages after it."""
+    for i, m in enumerate(messages):
+        ids = {c.get("id") for c in m.get("tool_calls") or []}
+        answered = set()
+        for later in messages[i + 1 :]:
+            if later.get("role") != "tool":
+                break
+            answered.add(later.get("tool_call_id"))
+        if ids - answered:
+            return (
+                "An assistant message with 'tool_calls' must be followed by tool messages "
+                "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+                f"response messages: {', '.join(sorted(map(str, ids - answered)))}"
+            )
     return None
 
 
@@ -105,34 +156,31 @@ async def _chat(
         return _error(400, "you must provide a model parameter", "invalid_request_error", "model")
     if not body.get("messages"):
         return _error(400, "'messages' is a required property", "invalid_request_error", "messages")
+    unanswered = _unanswered(body["messages"])
+    if unanswered:
+        return _error(400, unanswered, "invalid_request_error", "messages")
     n = int(body.get("n") or 1)
-    tool = _wants_tool(body)
+    calls = [_tool_calls(body, i) for i in range(n)]
     text = _answer_text(body)
     created = int(time.time())
     if body.get("stream"):
-        return await _chat_stream(request, body, str(model), n, tool, text, created)
+        return await _chat_stream(request, body, str(model), calls, text, created)
     choices = []
-    for i in range(n):
+    for i, tool_calls in enumerate(calls):
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": None if tool else text,
+            "content": None if tool_calls else text,
             "refusal": None,
             "annotations": [],
         }
-        if tool:
-            message["tool_calls"] = [
-                {
-                    "id": f"call_{i}abc",
-                    "type": "function",
-                    "function": {"name": tool, "arguments": '{"city": "Paris", "unit": "°C"}'},
-                }
-            ]
+        if tool_calls:
+            message["tool_calls"] = tool_calls
         choices.append(
             {
                 "index": i,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": "tool_calls" if tool else "stop",
+                "finish_reason": "tool_calls" if tool_calls else "stop",
             }
         )
     return web.json_response(
@@ -153,8 +201,7 @@ async def _chat_stream(
     request: web.Request,
     body: dict[str, Any],
     model: str,
-    n: int,
-    tool: str | None,
+    calls: list[list[dict[str, Any]]],
     text: str,
     created: int,
 ) -> web.StreamResponse:
@@ -169,7 +216,7 @@ async def _chat_stream(
     if include_usage:
         base["usage"] = None
     events: list[bytes] = []
-    for i in range(n):
+    for i in range(len(calls)):
         events.append(
             sse(
                 {
@@ -185,53 +232,17 @@ async def _chat_stream(
                 }
             )
         )
-        if tool:
-            args = '{"city": "Paris", "unit": "°C"}'
+        for k, call in enumerate(calls[i]):
+            fn = call["function"]
+            head = {"index": k, "id": call["id"], "type": "function"}
             events.append(
-                sse(
-                    {
-                        **base,
-                        "choices": [
-                            {
-                                "index": i,
-                                "delta": {
-                                    "tool_calls": [
-                                        {
-                                            "index": 0,
-                                            "id": f"call_{i}abc",
-                                            "type": "function",
-                                            "function": {"name": tool, "arguments": ""},
-                                        }
-                                    ]
-                                },
-                                "logprobs": None,
-                                "finish_reason": None,
-                            }
-                        ],
-                    }
-                )
+                _delta(base, i, {"tool_calls": [{**head, "function": {**fn, "arguments": ""}}]})
             )
-            for j in range(0, len(args), 4):
-                events.append(
-                    sse(
-                        {
-                            **base,
-                            "choices": [
-                                {
-                                    "index": i,
-                                    "delta": {
-                                        "tool_calls": [
-                                            {"index": 0, "function": {"arguments": args[j : j + 4]}}
-                                        ]
-                                    },
-                                    "logprobs": None,
-                                    "finish_reason": None,
-                                }
-                            ],
-                        }
-                    )
-                )
-        else:
+            args = fn["arguments"]
+            for j in range(0, len(args), 4):  # cut mid-key and mid-value, as OpenAI does
+                fragment = {"index": k, "function": {"arguments": args[j : j + 4]}}
+                events.append(_delta(base, i, {"tool_calls": [fragment]}))
+        if not calls[i]:
             for j, word in enumerate(text.split(" ")):
                 piece = word if j == 0 else " " + word
                 events.append(
@@ -258,17 +269,22 @@ async def _chat_stream(
                             "index": i,
                             "delta": {},
                             "logprobs": None,
-                            "finish_reason": "tool_calls" if tool else "stop",
+                            "finish_reason": "tool_calls" if calls[i] else "stop",
                         }
                     ],
                 }
             )
         )
     if include_usage:
-        events.append(sse({**base, "choices": [], "usage": _usage(11, 7 * n)}))
+        events.append(sse({**base, "choices": [], "usage": _usage(11, 7 * len(calls))}))
     events.append(b"data: [DONE]\n\n")
-    chunking = int(request.headers.get("x-fake-chunking", "0")) or None
+    chunking = int(request.headers.get("x-fake-chunking", "0")) or request.app[CHUNKING]
     return await send_sse(request, events, chunking=chunking)
+
+
+def _delta(base: dict[str, Any], index: int, delta: dict[str, Any]) -> bytes:
+    choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+    return sse({**base, "choices": [choice]})
 
 
 async def _completions(
@@ -354,7 +370,10 @@ async def _embeddings(
     )
 
 
-def create_fake_openai(recorder: Recorder) -> web.Application:
+def create_fake_openai(recorder: Recorder, *, chunking: int | None = None) -> web.Application:
+    """The fake as an aiohttp app; ``chunking`` splits streamed bytes into pieces of that
+    size (an ``x-fake-chunking`` request header overrides it)."""
+
     async def dispatch(request: web.Request) -> web.StreamResponse:
         rec = await recorder.record(request)
         scripted = recorder.next_scripted()
@@ -375,6 +394,7 @@ def create_fake_openai(recorder: Recorder) -> web.Application:
         return web.json_response({"object": "list", "data": []})
 
     app = web.Application()
+    app[CHUNKING] = chunking
     app.router.add_post("/v1/chat/completions", dispatch)
     app.router.add_post("/v1/completions", dispatch)
     app.router.add_post("/v1/embeddings", dispatch)

@@ -20,8 +20,13 @@ REQUEST_LOG = web.AppKey("request_log", RequestLog)
 TRANSPORT = web.AppKey("transport", Transport)
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)
 REQUEST_ID = web.RequestKey("request_id", str)
+# the status the ledger gave a generation: a stream that broke after its first byte
+# went out as a 200 but is not one here
+ANSWER_STATUS = web.RequestKey("answer_status", int)
 ROUTE_STORE = web.AppKey("route_store", RouteStore)
 KEY_RING = web.AppKey("key_ring", KeyRing)
 GOVERNANCE = web.AppKey("governance", Governance)
 GOVERNANCE_STORE = web.AppKey("governance_store", GovernanceStore)
 PRINCIPAL = web.RequestKey("principal", Principal)
+# prompt bytes a request carries outside its body: the stored conversation it continues
+STORED_PROMPT_BYTES = web.RequestKey("stored_prompt_bytes", int)

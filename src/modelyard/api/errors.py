@@ -1,7 +1,9 @@
 """Client errors out: the one place that turns the error hierarchy into HTTP answers.
 
 Every error body has OpenAI's shape ``{"error": {"message", "type", "param",
-"code"}}``. Nothing unexpected reaches a client as a traceback: it is logged
+"code"}}``, except on the Anthropic Messages paths (``/v1/messages...``), whose
+clients get Anthropic's ``{"type": "error", "error": {"type", "message"}}``.
+Nothing unexpected reaches a client as a traceback: it is logged
 with the request id and answered as a plain 500.
 """
 
@@ -17,6 +19,9 @@ from pydantic import ValidationError
 
 from modelyard.api.context import MAX_BODY_BYTES, REQUEST_ID
 from modelyard.errors import GatewayError, InvalidRequestError, RequestTooLargeError
+from modelyard.wire import anthropic_inbound
+
+ANTHROPIC_PATHS = "/v1/messages"  # a prefix: the Messages API and its count_tokens
 
 log = logging.getLogger("modelyard.api")
 
@@ -107,11 +112,26 @@ def gateway_middleware(id_prefix: str) -> Any:
         rid = f"req_{id_prefix}{next(counter):08x}"
         request[REQUEST_ID] = rid
         response = await _answer(request, handler)
+        if response.status >= 400 and request.path.startswith(ANTHROPIC_PATHS):
+            response = _as_anthropic(response, rid)
         if not response.prepared:
             response.headers["X-Request-Id"] = rid
         return response
 
     return middleware
+
+
+def _as_anthropic(response: web.StreamResponse, rid: str) -> web.StreamResponse:
+    """An error answer in Anthropic's shape: its message kept, its type from the status."""
+    if response.prepared or not isinstance(response, web.Response):
+        return response
+    try:
+        message = str(orjson.loads(response.body)["error"]["message"])  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = response.reason or "error"
+    response.body = anthropic_inbound.error_body(response.status, message, rid)
+    response.headers["request-id"] = rid  # where Anthropic's SDKs look for it
+    return response
 
 
 async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:

@@ -19,7 +19,15 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
-from modelyard.api.context import GOVERNANCE, PRINCIPAL, REQUEST_ID, REQUEST_LOG, ROUTER
+from modelyard.api.context import (
+    ANSWER_STATUS,
+    GOVERNANCE,
+    PRINCIPAL,
+    REQUEST_ID,
+    REQUEST_LOG,
+    ROUTER,
+    STORED_PROMPT_BYTES,
+)
 from modelyard.api.errors import stream_error_event
 from modelyard.errors import (
     GatewayError,
@@ -183,6 +191,7 @@ class Call:
             app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)
         cost = cost_micros(dep.prices, u) if dep is not None and dep.prices is not None else 0
         key = self.principal.key
+        status = self.request[ANSWER_STATUS] = 499 if gone else error.status if error else 200
         app[GOVERNANCE].settle(self.principal, self.reservation, cost, u.total_tokens)
         app[REQUEST_LOG].record(
             RequestRecord(
@@ -192,7 +201,7 @@ class Call:
                 self.model,
                 dep.name if dep else None,
                 dep.provider if dep else None,
-                499 if gone else error.status if error else 200,
+                status,
                 self.stream,
                 (time.perf_counter() - self.t0) * 1000,
                 u.input_tokens,
@@ -239,7 +248,8 @@ def demand(
             caps = frozenset(found)
     headers = request.headers
     regions = headers.get("X-Data-Region")
-    prompt = (request.content_length or 0) // 4  # ~4 bytes a token
+    size = (request.content_length or 0) + request.get(STORED_PROMPT_BYTES, 0)
+    prompt = size // 4  # ~4 bytes a token
     return Demand(
         kind=kind,
         classification=headers.get("X-Data-Classification"),
@@ -328,7 +338,7 @@ async def generate(
 
 async def prompt_bound(request: web.Request, req: ChatRequest | CompletionRequest | None) -> int:
     """The most prompt tokens a request can be billed: its bytes, per-message framing, images."""
-    bound = len(await request.read())
+    bound = len(await request.read()) + int(request.get(STORED_PROMPT_BYTES, 0))
     if isinstance(req, ChatRequest):
         bound += 8 * len(req.messages)
         for m in req.messages:

@@ -108,3 +108,18 @@ governance_epoch = Table(
     Column("id", Integer, primary_key=True),
     Column("epoch", BigInteger, nullable=False),
 )
+
+#: the Responses API's stored turns (revision 0004): each row holds its whole context, so a
+#: conversation continues from one row whichever vendor served the turns before it
+responses_table = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),  # resp_<hex>
+    Column("team", String(100)),  # whose response: any other team is answered 404
+    Column("created", Float, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("previous_response_id", String(64)),
+    Column("input_items", Text, nullable=False),  # JSON list: earlier turns' items, then this input
+    Column("output_items", Text, nullable=False),  # JSON list
+    Column("body", Text, nullable=False),  # the response object as JSON
+)
