@@ -126,7 +126,9 @@ def test_plain_message(client: anthropic.Anthropic, fakes: Fakes, model: str) ->
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     sent = _last(fakes, model).json
     if model == "claude":
-        assert sent["system"] == "Be brief." and sent["max_tokens"] == 64
+        # relayed as the client wrote it: the model name is the only change
+        assert sent["system"] == [{"type": "text", "text": "Be brief."}]
+        assert sent["max_tokens"] == 64 and sent["model"] == "claude-sonnet-4-5"
         assert sent["top_k"] == 5 and sent["metadata"] == {"user_id": "user-42"}
         assert sent["temperature"] == 0.5 and sent["top_p"] == 0.9
     elif model == "gpt":
@@ -423,10 +425,8 @@ def test_failure_after_the_stream_began_is_an_error_event(
     assert got == ["partial "]
     assert isinstance(info.value.body, dict)
     assert info.value.body["type"] == "error"
-    assert info.value.body["error"] == {
-        "type": "overloaded_error",
-        "message": "deployment 'claude': Overloaded",
-    }
+    # an Anthropic upstream's own events are relayed as they came, its error event too
+    assert info.value.body["error"] == {"type": "overloaded_error", "message": "Overloaded"}
 
 
 # ---------------------------------------------------------------- stop sequences
@@ -487,6 +487,37 @@ def test_thinking_passes_through_to_an_anthropic_upstream(
     assert _last(fakes, "claude").json["thinking"] == {"type": "enabled", "budget_tokens": 1024}
     assert [b.type for b in message.content] == ["thinking", "text"]
     assert message.content[0].type == "thinking" and message.content[0].thinking
+    assert message.content[0].signature == "c2lnLWZha2U="  # relayed, so the next turn is valid
+
+
+def test_signatures_and_the_stop_sequence_survive_a_streamed_anthropic_turn(
+    client: anthropic.Anthropic, fakes: Fakes
+) -> None:
+    with client.messages.stream(
+        model="claude",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        stop_sequences=["fake"],
+        messages=[{"role": "user", "content": "think"}],
+    ) as stream:
+        message = stream.get_final_message()
+    thinking = message.content[0]
+    assert thinking.type == "thinking" and thinking.signature == "c2lnLWZha2U="
+    assert message.stop_reason == "stop_sequence" and message.stop_sequence == "fake"
+    assert message.model == "claude" and message.usage.output_tokens > 0
+    follow = client.messages.create(  # the thinking block goes back as it came
+        model="claude",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[
+            {"role": "user", "content": "think"},
+            {"role": "assistant", "content": [b.model_dump() for b in message.content]},
+            {"role": "user", "content": "more"},
+        ],
+    )
+    sent = _last(fakes, "claude").json["messages"][1]["content"][0]
+    assert sent["type"] == "thinking" and sent["signature"] == "c2lnLWZha2U="
+    assert follow.stop_reason == "end_turn"
 
 
 # ---------------------------------------------------------------- count_tokens

@@ -8,8 +8,9 @@ output in the vendor's own form. The fakes check what the vendors check
 record what they got, which the tests assert on. The embedded model cannot
 call tools: its tests check it refuses a forced call and reads a tool history.
 
-What a vendor cannot express is not asserted: Gemini has no tool call ids
-(the gateway makes them up) and no ``parallel_tool_calls`` switch.
+What a vendor cannot express is not asserted: Gemini before version 3 gives
+its calls no ids (the gateway makes them up and keeps them to itself), and
+no Gemini has a ``parallel_tool_calls`` switch.
 """
 
 from __future__ import annotations
@@ -47,9 +48,14 @@ deployments:
     model: gemini-2.5-flash
     base_url: {gemini}
     prices: {{input: 1, output: 2}}
+  - name: gemini-3
+    provider: gemini
+    model: gemini-3-pro-preview
+    base_url: {gemini}
+    prices: {{input: 1, output: 2}}
 """
 
-VENDORS = ["gpt", "claude", "gemini"]
+VENDORS = ["gpt", "claude", "gemini", "gemini-3"]  # Gemini 3 gives its calls ids
 
 
 def _tool(name: str, description: str) -> dict[str, Any]:
@@ -79,7 +85,12 @@ def upstreams() -> Iterator[dict[str, tuple[LoopbackServer, Recorder]]]:
         LoopbackServer(create_fake_anthropic(a_rec, chunking=7)) as a,
         LoopbackServer(create_fake_gemini(g_rec, chunking=5)) as g,
     ):
-        yield {"gpt": (o, o_rec), "claude": (a, a_rec), "gemini": (g, g_rec)}
+        yield {
+            "gpt": (o, o_rec),
+            "claude": (a, a_rec),
+            "gemini": (g, g_rec),
+            "gemini-3": (g, g_rec),
+        }
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +189,14 @@ def test_two_step_tool_call(
         }
     else:
         [result] = sent["contents"][-1]["parts"]
+        [call] = [p["functionCall"] for p in sent["contents"][-2]["parts"] if "functionCall" in p]
         expected = {"name": "get_weather", "response": {"temp_c": 21, "sky": "☀"}}
+        if vendor == "gemini-3":  # the id Gemini gave goes back with the call and its result
+            gemini_id = call_id.partition("__sig_")[0]
+            assert gemini_id.startswith("fc-") and call["id"] == gemini_id
+            expected["id"] = gemini_id
+        else:  # an id the gateway made up stays with the gateway
+            assert call_id.startswith("call_") and "id" not in call
         assert result == {"functionResponse": expected}
         assert content == 'Tool results: get_weather={"temp_c":21,"sky":"☀"}'
 
@@ -206,8 +224,10 @@ def test_parallel_tool_calls_streamed_and_whole_agree(
     if vendor == "claude":
         results = sent["messages"][-1]["content"]
         assert [r["tool_use_id"] for r in results] == [c[0] for c in calls]
-    elif vendor == "gemini":
+    elif vendor.startswith("gemini"):
         results = [p["functionResponse"] for p in sent["contents"][-1]["parts"]]
+        ids = [c[0].partition("__sig_")[0] for c in calls] if vendor == "gemini-3" else []
+        assert [r.pop("id", None) for r in results] == (ids or [None, None])
         assert results == [
             {"name": "get_weather", "response": {"temp_c": 21}},
             {"name": "get_time", "response": {"output": "10:30"}},
@@ -258,7 +278,7 @@ def test_tool_choice_reaches_the_vendor_in_its_form(
     elif vendor == "claude":
         assert sent["tool_choice"] == VENDOR_CHOICE[vendor][mode]
     else:
-        assert sent["toolConfig"]["functionCallingConfig"] == VENDOR_CHOICE[vendor][mode]
+        assert sent["toolConfig"]["functionCallingConfig"] == VENDOR_CHOICE["gemini"][mode]
     if mode in ("auto", "none"):
         assert finish == "stop" and not calls and content
     else:

@@ -38,6 +38,7 @@ from tests.fakes.harness import Recorder, send_sse, sse
 VERSIONS = frozenset({"2023-01-01", "2023-06-01", "2026-10-21"})  # 2026-10-21: the SDK's
 TOP_LEVEL = frozenset(
     [
+        "output_config",  # structured outputs: {"format": {"type": "json_schema", "schema"}}
         "model",
         "max_tokens",
         "messages",
@@ -274,6 +275,9 @@ def answer(body: dict[str, Any], serial: int) -> dict[str, Any]:
                 }
             )
         stop_reason = "tool_use"
+    elif ((body.get("output_config") or {}).get("format") or {}).get("type") == "json_schema":
+        schema = body["output_config"]["format"]["schema"]
+        blocks.append({"type": "text", "text": orjson.dumps(sample_input(schema, text)).decode()})
     else:
         reply = PREFIX + text
         cuts = [(reply.find(s), s) for s in body.get("stop_sequences") or [] if s and s in reply]

@@ -8,7 +8,8 @@ answers in Google's shapes, errors included. What it says:
 * with tools, a function call when the last user text mentions "weather" (or
   when the mode is ANY), carrying a thought signature it later checks; one call
   for each declared function the last user text names (parallel calls, only
-  the first with a signature), limited to ``allowedFunctionNames``;
+  the first with a signature), limited to ``allowedFunctionNames``; a Gemini 3
+  model gives each call an ``id``, which must come back on the call's result;
 * after function results: ``Tool results: name={...}``;
 * JSON (an object built from ``responseJsonSchema``) when responseMimeType is
   application/json;
@@ -129,6 +130,7 @@ class FakeGemini:
         self.recorder = recorder
         self.chunking = chunking
         self.responses = itertools.count(1)
+        self.call_ids = itertools.count(1)
         self.signatures: set[str] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -185,7 +187,8 @@ class FakeGemini:
 
         count = int(_get(config, "candidateCount") or 1)
         answers = [
-            self._answer(contents, config, declarations, mode, allowed, i) for i in range(count)
+            self._answer(model, contents, config, declarations, mode, allowed, i)
+            for i in range(count)
         ]
         prompt = sum(_words(p.get("text", "")) for c in contents for p in c["parts"])
         prompt += sum(_words(p.get("text", "")) for p in (system or {}).get("parts", []))
@@ -289,6 +292,12 @@ class FakeGemini:
                         "Please ensure that the number of function response parts is equal to "
                         "the number of function call parts of the function call turn."
                     )
+                ids = {p["functionCall"]["id"] for p in calls if "id" in p["functionCall"]}
+                answered = {p["functionResponse"].get("id") for p in answers}
+                if ids - answered:
+                    raise Invalid(  # Google: "return the response with the matching id"
+                        f"Function response for call id {sorted(ids - answered)[0]!r} is missing."
+                    )
                 called = sorted(p["functionCall"]["name"] for p in calls)
                 if sorted(p["functionResponse"]["name"] for p in answers) != called:
                     raise Invalid("Function response names must match the function call names.")
@@ -332,6 +341,7 @@ class FakeGemini:
 
     def _answer(
         self,
+        model: str,
         contents: list[dict[str, Any]],
         config: dict[str, Any],
         declarations: list[dict[str, Any]],
@@ -352,6 +362,8 @@ class FakeGemini:
             parts: list[dict[str, Any]] = [{"text": "Let me look that up."}]
             for k, name in enumerate(named or [declarations[0]["name"]]):
                 call = {"name": name, "args": {"city": CITIES[k % 3], "unit": "celsius"}}
+                if model.startswith("gemini-3"):  # Gemini 3 models give each call an id
+                    call["id"] = f"fc-{next(self.call_ids)}"
                 part: dict[str, Any] = {"functionCall": call}
                 if k == 0:  # in parallel calls only the first carries a signature
                     signature = base64.b64encode(f"sig>{name}?{index}".encode()).decode()

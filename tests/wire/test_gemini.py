@@ -100,22 +100,68 @@ def test_tool_calls_and_results_recover_the_function_name() -> None:
         "role": "model",
         "parts": [
             {
-                "functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                "functionCall": {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_a"},
                 "thoughtSignature": g.SKIP_SIGNATURE,
             },
-            {"functionCall": {"name": "get_time", "args": {}}},
+            {"functionCall": {"name": "get_time", "args": {}, "id": "call_b"}},
         ],
     }
     # both results and the next user text are one user turn, in order
+    time_result = {"name": "get_time", "response": {"output": "12:00"}, "id": "call_b"}
+    weather_result = {"name": "get_weather", "response": {"temp": 21}, "id": "call_a"}
     assert results == {
         "role": "user",
         "parts": [
-            {"functionResponse": {"name": "get_time", "response": {"output": "12:00"}}},
-            {"functionResponse": {"name": "get_weather", "response": {"temp": 21}}},
+            {"functionResponse": time_result},
+            {"functionResponse": weather_result},
             {"text": "thanks"},
         ],
     }
     assert len(body["contents"]) == 3
+
+
+def test_gemini_call_ids_go_back_with_the_call_and_its_result() -> None:
+    """Regression: Gemini's call ``id`` must come back with the call and its result; it was lost."""
+    answer = g.chat_response_from_gemini(
+        {
+            "candidates": [
+                {
+                    "content": {
+                        "role": "model",
+                        "parts": [
+                            {"functionCall": {"id": "fc-1", "name": "get_time", "args": {}}},
+                            {"functionCall": {"name": "get_time", "args": {}}},
+                        ],
+                    },
+                    "finishReason": "STOP",
+                }
+            ]
+        },
+        model="gemini-2.5-flash",
+    )
+    given_id, made_up = (c.id for c in answer.choices[0].tool_calls)
+    assert given_id == "fc-1" and made_up.startswith("call_")
+    body = g.chat_request_to_gemini(
+        req(
+            [
+                {"role": "user", "content": "time twice?"},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        call(given_id, "get_time", "{}"),
+                        call(made_up, "get_time", "{}"),
+                    ],
+                },
+                {"role": "tool", "tool_call_id": given_id, "content": "12:00"},
+                {"role": "tool", "tool_call_id": made_up, "content": "12:01"},
+            ],
+            tools=[TIME_TOOL],
+        )
+    )
+    calls = [p["functionCall"] for p in body["contents"][1]["parts"]]
+    results = [p["functionResponse"] for p in body["contents"][2]["parts"]]
+    assert [c.get("id") for c in calls] == [r.get("id") for r in results] == ["fc-1", None]
 
 
 def test_a_tool_result_without_its_call_is_refused_with_the_param() -> None:

@@ -3,7 +3,8 @@
 Any deployment serves a Messages client: the request becomes an internal
 ``ChatRequest`` (``wire.anthropic_inbound``), ``api.generation`` routes and
 calls it, and the answer is written back as a Message or as Anthropic's
-stream events (``wire.anthropic_events``). Errors get Anthropic's shape in
+stream events (``wire.anthropic_events``); an Anthropic deployment's answer is
+relayed as it came (``api.anthropic_passthrough``). Errors get Anthropic's shape in
 ``api.errors``. Fields only Anthropic takes (``top_k``, ``thinking``,
 ``service_tier``) go to Anthropic upstreams and are left out for the rest.
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from modelyard.api.anthropic_passthrough import ANTHROPIC_PASSTHROUGH
 from modelyard.api.body import json_response, parse, read_json
 from modelyard.api.context import REQUEST_ID, ROUTER
 from modelyard.api.generation import generate
@@ -59,7 +61,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
         lambda p: p.chat_stream(for_provider(p)),
         lambda r: wire.message_from_chat(r, model=model),
         encoder=lambda: MessageStreamEncoder(model),
-        passthrough=False,
+        passthrough=ANTHROPIC_PASSTHROUGH,
     )
     if not response.prepared:  # a stream's headers are already sent
         response.headers["request-id"] = request[REQUEST_ID]

@@ -261,6 +261,47 @@ def demand(
     )
 
 
+class Passthrough(Protocol):
+    """Relays the upstream's bytes when it speaks the client's wire format, parsing only usage."""
+
+    def serves(self, provider: Provider) -> bool: ...
+
+    async def once(
+        self, provider: Provider, path: str, body: dict[str, Any]
+    ) -> tuple[Usage, bytes]:
+        """A whole answer: its usage and its bytes."""
+        ...
+
+    def stream(
+        self, call: Call, provider: Provider, path: str, body: dict[str, Any], keep_usage: bool
+    ) -> Pieces:
+        """Whole events; the first ones checked, so that a garbled start can fail over."""
+        ...
+
+
+class OpenAIPassthrough:
+    """OpenAI clients served by an OpenAI-compatible upstream."""
+
+    def serves(self, provider: Provider) -> bool:
+        return isinstance(provider, OpenAICompatibleProvider)
+
+    async def once(
+        self, provider: Provider, path: str, body: dict[str, Any]
+    ) -> tuple[Usage, bytes]:
+        assert isinstance(provider, OpenAICompatibleProvider)
+        reply = await provider.forward(path, body)
+        return _usage_of(reply.body, provider.name), reply.body
+
+    def stream(
+        self, call: Call, provider: Provider, path: str, body: dict[str, Any], keep_usage: bool
+    ) -> Pieces:
+        assert isinstance(provider, OpenAICompatibleProvider)
+        return _relay(call, provider.name, provider.forward_stream(path, body), keep_usage)
+
+
+OPENAI_PASSTHROUGH = OpenAIPassthrough()
+
+
 async def generate(
     request: web.Request,
     endpoint: str,
@@ -273,13 +314,14 @@ async def generate(
     render_chunk: Callable[[ChatChunk], dict[str, Any]] | None = None,
     *,
     encoder: Callable[[], ChunkEncoder] | None = None,
-    passthrough: bool = True,
+    passthrough: Passthrough | None = OPENAI_PASSTHROUGH,
     kind: Interaction = "stateless",
 ) -> web.StreamResponse:
     """Route, call and answer one generation.
 
-    ``passthrough``: the client speaks OpenAI's format at ``path``, so an
-    OpenAI-compatible upstream's bytes are relayed as they are. Otherwise
+    ``passthrough`` (default: OpenAI's, for OpenAI clients; None: never): when
+    the serving upstream speaks the client's own format at ``path``, its bytes
+    are relayed as they are (``Passthrough``). Otherwise
     every answer goes through ``answer``/``stream`` and is written by
     ``render`` (a whole answer) or a fresh ``encoder()`` (a stream; by default
     OpenAI's events from ``render_chunk``).
@@ -292,6 +334,7 @@ async def generate(
         chunk_render, keep = render_chunk, req.include_usage
         encoder = lambda: OpenAIEncoder(chunk_render, keep)  # noqa: E731
     make_encoder = encoder
+    relay = passthrough
     try:
         plan = router.plan(req.model, demand(request, req, kind), request_id=request[REQUEST_ID])
     except GatewayError as err:
@@ -304,16 +347,15 @@ async def generate(
         if req.stream:
 
             def pieces(p: Provider) -> Pieces:
-                if passthrough and isinstance(p, OpenAICompatibleProvider):
-                    return _relay(call, p.name, p.forward_stream(path, body), req.include_usage)
+                if relay is not None and relay.serves(p):
+                    return relay.stream(call, p, path, body, req.include_usage)
                 return _translate(call, stream(p), make_encoder())
 
             return await _serve_stream(request, call, plan, pieces, make_encoder)
 
         async def once(p: Provider) -> tuple[Usage, bytes]:
-            if passthrough and isinstance(p, OpenAICompatibleProvider):
-                reply = await p.forward(path, body)
-                return _usage_of(reply.body, p.name), reply.body
+            if relay is not None and relay.serves(p):
+                return await relay.once(p, path, body)
             result = await answer(p)
             return result.usage, orjson.dumps(render(result))
 

@@ -152,7 +152,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
         stream,
         turn.render,
         encoder=turn.new_encoder,
-        passthrough=False,
+        passthrough=None,
         kind="stateful" if r.store or r.previous_response_id else "stateless",
     )
     if not r.stream and turn.body is not None:

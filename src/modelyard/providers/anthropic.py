@@ -101,6 +101,36 @@ class AnthropicProvider(Provider):
             deployment=self.name,
         )
 
+    # ------------------------------------------------ a Messages client's own body
+
+    def _native(self, body: dict[str, Any], *, stream: bool) -> bytes:
+        return orjson.dumps({**body, "model": self.deployment.model, "stream": stream})
+
+    async def forward(self, body: dict[str, Any]) -> bytes:
+        """A Messages client's request as it came (our model name swapped in); the raw answer."""
+        reply = await self.transport.post(
+            self.url,
+            self._native(body, stream=False),
+            self.headers,
+            deployment=self.name,
+            timeout=self.deployment.timeout,
+        )
+        data = self._json(reply.body)
+        if data.get("type") == "error":
+            raise from_response(
+                wire.error_status(data), reply.body, {}, self.name, sent=self.headers
+            )
+        return reply.body
+
+    def forward_stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        return self.transport.stream(
+            self.url,
+            self._native(body, stream=True),
+            self.headers,
+            deployment=self.name,
+            timeout=self.deployment.timeout,
+        )
+
     def _json(self, body: bytes) -> dict[str, Any]:
         try:
             data = orjson.loads(body)

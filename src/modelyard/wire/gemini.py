@@ -5,8 +5,12 @@ sends what these functions build and hands back what it receives.
 
 Two things the OpenAI shape has no room for are carried in the tool call id:
 
-* Gemini names a function result by the function's *name*, not by an id, so a
-  ``tool`` message's name is found from the assistant tool call it answers.
+* Gemini names a function result by the function's *name*, so a ``tool``
+  message's name is found from the assistant tool call it answers. A call
+  Gemini gave an ``id`` keeps it as its tool call id, and the id goes back as
+  the ``id`` of the call and of its result ("return the response with the
+  matching id", Google asks); a call without one gets an id made up here,
+  which is never sent to Gemini.
 * Thinking models attach an opaque ``thoughtSignature`` to a ``functionCall``
   part and reject the next turn unless it comes back unchanged. The signature
   rides in the tool call id we hand the client (``call_…__sig_<urlsafe b64>``);
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 import urllib.parse
 import uuid
@@ -64,6 +69,7 @@ FINISH: dict[str, FinishReason] = {
 #: Google's placeholder for a function call whose signature is unknown.
 SKIP_SIGNATURE = "skip_thought_signature_validator"
 _SIG = "__sig_"
+_MADE_UP_ID = re.compile(r"call_[0-9a-f]{24}")  # what new_tool_call_id makes
 
 _IMAGE_TYPES = {
     "png": "image/png",
@@ -94,6 +100,12 @@ def encode_tool_call_id(call_id: str, signature: str | None) -> str:
         return call_id
     sig = signature.replace("+", "-").replace("/", "_").rstrip("=")
     return f"{call_id}{_SIG}{sig}"
+
+
+def gemini_call_id(tool_call_id: str) -> str | None:
+    """The ``id`` to hand back to Gemini with a call and its result; None for ids made up here."""
+    call_id = tool_call_id.partition(_SIG)[0]
+    return None if not call_id or _MADE_UP_ID.fullmatch(call_id) else call_id
 
 
 def decode_signature(tool_call_id: str) -> str | None:
@@ -191,7 +203,10 @@ def _assistant_parts(msg: Message, i: int, names: dict[str, str]) -> list[dict[s
         names[call.id] = call.function.name
         param = f"messages.{i}.tool_calls.{j}.function.arguments"
         args = _arguments(call.function.arguments, param)
-        part: dict[str, Any] = {"functionCall": {"name": call.function.name, "args": args}}
+        function_call: dict[str, Any] = {"name": call.function.name, "args": args}
+        if call_id := gemini_call_id(call.id):
+            function_call["id"] = call_id
+        part: dict[str, Any] = {"functionCall": function_call}
         signature = decode_signature(call.id) or (SKIP_SIGNATURE if j == 0 else None)
         if signature:
             part["thoughtSignature"] = signature
@@ -225,7 +240,10 @@ def _function_response(msg: Message, i: int, names: dict[str, str]) -> dict[str,
         value = text
     # Google: the response is a JSON object; "output" holds a plain result.
     response = value if isinstance(value, dict) else {"output": value}
-    return {"functionResponse": {"name": name, "response": response}}
+    function_response: dict[str, Any] = {"name": name, "response": response}
+    if call_id := gemini_call_id(msg.tool_call_id or ""):
+        function_response["id"] = call_id
+    return {"functionResponse": function_response}
 
 
 def _generation_config(req: ChatRequest) -> dict[str, Any]:
