@@ -23,6 +23,13 @@ cost no model call to recompute, and the gateway's own state (budgets, rate
 limits, key scopes) may have changed since. An answer over
 ``MAX_ANSWER_BYTES`` is not stored either.
 
+Streams are captured without the handlers knowing: ``tap_streams``, an
+``on_response_prepare`` signal, wraps the ``write`` and ``write_eof`` of a
+first request's stream response so that the bytes are copied as they go out.
+Whether a stream ended well is what the ledger says (``ANSWER_STATUS``, set by
+``generation.Call.done``): a stream that broke after its first byte went out
+as a 200 but is not stored.
+
 The fingerprint is the SHA-256 of the raw body bytes, not of canonical JSON:
 a retry (the SDKs' included) resends the bytes it sent, and hashing them
 costs a parse less; a client that re-serializes differently gets a 422.
