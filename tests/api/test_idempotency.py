@@ -437,3 +437,27 @@ async def test_an_unreachable_store_is_503_not_a_silent_second_call() -> None:
     assert orjson.loads(body)["error"]["code"] == "idempotency_store_unavailable"
     assert headers["Retry-After"] == "1"
     assert handlers.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("tail", "whole"),
+    [
+        (b'data: {"x": 1}\n\ndata: [DONE]\n\n', True),
+        (b"event: message_delta\ndata: {}\n\nevent: message_stop\ndata: {}\n\n", True),
+        (b"event: response.completed\ndata: {}\n\n", True),
+        (b'data: {"x": 1}\n\n', False),  # cut before its end
+        (b'data: {"error": {"message": "upstream failed"}}\n\n', False),
+    ],
+)
+def test_a_stream_cancelled_after_its_last_event_counts_as_whole(tail: bytes, whole: bool) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from modelyard.api.context import ANSWER_STATUS
+    from modelyard.api.idempotency import _Capture, _ended
+
+    request = make_mocked_request("POST", "/v1/chat/completions")
+    request[ANSWER_STATUS] = 499  # the client closed as it read the end: the handler was cancelled
+    capture = _Capture()
+    capture.add(b"data: {}\n\n")
+    capture.add(tail)
+    assert _ended(request, capture) is whole

@@ -64,12 +64,13 @@ KEPT_HEADERS = ("Content-Type", DEPLOYMENT_HEADER, "Cache-Control", "X-Accel-Buf
 class _Capture:
     """The bytes a streamed answer wrote, kept for storing."""
 
-    __slots__ = ("chunks", "size", "tapped")
+    __slots__ = ("chunks", "response", "size", "tapped")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.size = 0
         self.tapped = False
+        self.response: web.StreamResponse | None = None
 
     def add(self, data: bytes | bytearray | memoryview) -> None:
         if self.size <= MAX_ANSWER_BYTES:
@@ -101,6 +102,7 @@ async def tap_streams(request: web.Request, response: web.StreamResponse) -> Non
     if capture is None or isinstance(response, web.Response):
         return
     capture.tapped = True
+    capture.response = response
     write, write_eof = response.write, response.write_eof
 
     async def tee(data: bytes | bytearray | memoryview) -> None:
@@ -169,17 +171,43 @@ async def _idempotent(
     try:
         response: web.StreamResponse = await handler(request)
     except BaseException:
-        await _settle(store, slot, owner, fingerprint, None)
+        # A client that reads a stream to its end may close the connection before
+        # the handler returns, which cancels it: the answer is whole all the same
+        # when the ledger booked it as a success (its last byte was written).
+        whole = None
+        if capture.response is not None and _ended(request, capture):
+            whole = _answer_of(request, capture.response, capture, ended=True)
+        await _settle(store, slot, owner, fingerprint, whole)
         raise
     await _settle(store, slot, owner, fingerprint, _answer_of(request, response, capture))
     return response
 
 
+#: the last event of a whole stream, per wire format (OpenAI, Anthropic, Responses)
+_STREAM_ENDS = (b"data: [DONE]", b"event: message_stop", b"event: response.completed")
+
+
+def _ended(request: web.Request, capture: _Capture) -> bool:
+    """Whether a stream whose handler did not return had sent all of its answer.
+
+    The ledger says so (200), or, when the client closed the connection as soon
+    as it read the last event (which cancels the handler, so the ledger says
+    499), the bytes do: the stream's last event is its format's final one.
+    """
+    if request.get(ANSWER_STATUS) == 200:
+        return True
+    if not capture.chunks or capture.size > MAX_ANSWER_BYTES:
+        return False
+    tail = b"".join(capture.chunks[-3:])[-512:].rstrip()
+    last = tail[tail.rfind(b"\n\n") + 2 :] if b"\n\n" in tail else tail
+    return last.startswith(_STREAM_ENDS)
+
+
 def _answer_of(
-    request: web.Request, response: web.StreamResponse, capture: _Capture
+    request: web.Request, response: web.StreamResponse, capture: _Capture, *, ended: bool = False
 ) -> StoredAnswer | None:
     """What to store of a finished request: a success whose bytes are in hand, else None."""
-    status = request.get(ANSWER_STATUS, response.status)
+    status = 200 if ended else request.get(ANSWER_STATUS, response.status)
     if not (200 <= status < 300 and 200 <= response.status < 300):
         return None
     if capture.tapped:

@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from modelyard.cli import eval as eval_cli
 from modelyard.cli import governance, import_litellm, report
+from modelyard.cli import router as router_cli
 from modelyard.errors import ConfigError
 
 app = typer.Typer(
@@ -21,6 +23,8 @@ app = typer.Typer(
 import_litellm.register(app)
 report.register(app)
 governance.register(app)
+router_cli.register(app)
+eval_cli.register(app)
 
 
 @app.callback()
