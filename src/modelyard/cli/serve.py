@@ -29,11 +29,14 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 def run(config: Path | None, *, host: str | None, port: int | None, data_dir: Path | None) -> None:
     settings = load_settings(config, overrides={"host": host, "port": port, "data_dir": data_dir})
+    level = log_level()
     logging.basicConfig(
-        level=log_level(),
+        level=level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    if level != "DEBUG":  # seven lines about Alembic's plugins at every first start
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
         app = create_app(settings)
     except SQLAlchemyError as exc:  # the driver's message names the host, never the password
