@@ -208,6 +208,10 @@ def check_route(route: RouteConfig, deployments: set[str]) -> None:
     for member in route.deployments:
         if member.name not in deployments:
             raise ValueError(f"route {route.name!r} names unknown deployment {member.name!r}")
+    if route.learned is not None:
+        from modelyard.routing.learned.serving import LearnedServing
+
+        LearnedServing.load(route, deployments)  # the file must load and fit the route
 
 
 def credential(dep: Deployment, env: dict[str, str] | None = None) -> str | None:

@@ -29,6 +29,7 @@ from modelyard.api.context import (
     STORED_PROMPT_BYTES,
 )
 from modelyard.api.errors import stream_error_event
+from modelyard.api.learned import Cascade, prompt_text, refuse_learned
 from modelyard.errors import (
     GatewayError,
     InvalidRequestError,
@@ -122,6 +123,7 @@ class Call:
     """Governance, timing and accounting of one request; one ledger row at the end."""
 
     __slots__ = (
+        "cost",
         "endpoint",
         "logged",
         "model",
@@ -147,6 +149,7 @@ class Call:
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
         self.usage = Usage()
+        self.cost: int | None = None  # micro-dollars when several deployments were called
         self.logged = False
         self.reservation: Reservation | None = None
         self.route: str | None = None
@@ -169,6 +172,7 @@ class Call:
             return
         gov = self.request.app[GOVERNANCE]
         amount = 0
+        cascade = plan.route.name in self.request.app[ROUTER].learned  # may call them all
         for p in plan.providers:
             dep = p.deployment
             if dep.prices is None:
@@ -176,7 +180,8 @@ class Call:
             out = output_tokens
             if out is None:
                 out = dep.max_output_tokens or gov.default_output_tokens
-            amount = max(amount, max_cost_micros(dep.prices, prompt_tokens, out))
+            most = max_cost_micros(dep.prices, prompt_tokens, out)
+            amount = amount + most if cascade else max(amount, most)
         self.reservation = await gov.reserve(self.principal, amount)
 
     def done(self, error: GatewayError | None = None, *, gone: bool = False) -> None:
@@ -190,6 +195,8 @@ class Call:
         if dep is not None and dep.contract is not None:
             app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)
         cost = cost_micros(dep.prices, u) if dep is not None and dep.prices is not None else 0
+        if self.cost is not None:
+            cost = self.cost
         key = self.principal.key
         status = self.request[ANSWER_STATUS] = 499 if gone else error.status if error else 200
         app[GOVERNANCE].settle(self.principal, self.reservation, cost, u.total_tokens)
@@ -340,7 +347,10 @@ async def generate(
     except GatewayError as err:
         call.done(error=err)
         raise
+    learned = router.learned.get(plan.route.name)
     try:
+        if learned is not None:
+            refuse_learned(plan.route.name, path, req)
         await call.reserve(
             plan, await prompt_bound(request, req), _output_bound(call, plan, body, req)
         )
@@ -359,7 +369,14 @@ async def generate(
             result = await answer(p)
             return result.usage, orjson.dumps(render(result))
 
-        call.provider, (call.usage, data) = await router.run(plan, once)
+        if learned is not None and isinstance(req, ChatRequest):
+            cascade = Cascade(router, plan, learned, once)
+            try:
+                call.provider, data = await cascade.run(prompt_text(req))
+            finally:
+                call.usage, call.cost = cascade.usage, cascade.cost
+        else:
+            call.provider, (call.usage, data) = await router.run(plan, once)
     except GatewayError as err:
         call.done(error=err)
         raise

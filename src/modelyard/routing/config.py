@@ -13,6 +13,11 @@ A route::
         retries: 1                              # extra tries per deployment, jittered backoff
         timeout: 60                             # request deadline, seconds
         hedge: {after_ms: 800}                  # or {percentile: 95}
+        learned:                                # optional: a fitted learned router
+          router: routers/qa.npz                # written by ``modelyard router fit``
+          target: {quality: 0.9}                # or cost_per_request | pay_per_quality (USD)
+          models: {gpt-4o-mini: mini}           # router model -> deployment (default: same name)
+          answer: number                        # or "json:FIELD" | "none"
 """
 
 from __future__ import annotations
@@ -68,6 +73,32 @@ class Hedge(_Section):
         return self
 
 
+class LearnedTarget(_Section):
+    """The one knob of a learned route: which operating point of the router serves it."""
+
+    quality: float | None = Field(default=None, ge=0, le=1)
+    cost_per_request: float | None = Field(default=None, ge=0)
+    pay_per_quality: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_knob(self) -> LearnedTarget:
+        knobs = (self.quality, self.cost_per_request, self.pay_per_quality)
+        if sum(v is not None for v in knobs) != 1:
+            raise ValueError(
+                "target needs exactly one of quality, cost_per_request, pay_per_quality"
+            )
+        return self
+
+
+class LearnedRoute(_Section):
+    """Serve a route by a fitted learned router's cascade (``routing.learned.serving``)."""
+
+    router: str = Field(min_length=1)
+    target: LearnedTarget
+    models: dict[str, str] = Field(default_factory=dict)
+    answer: str = Field(default="number", pattern=r"^(number|none|json:.+)$")
+
+
 class RouteConfig(_Section):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:/\-]+$")
     deployments: list[RouteMember] = Field(min_length=1)
@@ -75,6 +106,7 @@ class RouteConfig(_Section):
     retries: int = Field(default=1, ge=0, le=10)
     timeout: float | None = Field(default=None, gt=0)
     hedge: Hedge | None = None
+    learned: LearnedRoute | None = None
 
     @field_validator("deployments", mode="before")
     @classmethod

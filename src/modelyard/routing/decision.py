@@ -50,6 +50,7 @@ class Decision:
     error: str | None = None
     ts: float = field(default_factory=time.time)
     team: str | None = None  # whose request it was: only that team may read the decision
+    learned: dict[str, Any] | None = None  # a learned route's point, cascade and scores
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,4 +76,5 @@ class Decision:
             ],
             "chosen": self.chosen,
             "error": self.error,
+            **({"learned": self.learned} if self.learned is not None else {}),
         }

@@ -37,6 +37,7 @@ from modelyard.routing import filters, policies
 from modelyard.routing.config import RouteConfig, RouteMember
 from modelyard.routing.decision import Attempt, Decision
 from modelyard.routing.health import HealthBoard
+from modelyard.routing.learned.serving import LearnedServing
 from modelyard.settings import Deployment, Settings, check_route
 
 T = TypeVar("T")
@@ -106,6 +107,12 @@ class Router:
         self.deployments = {p.name: p.deployment for p in providers}
         self.health = HealthBoard(settings.health, list(self.providers))
         self.routes = {r.name: r for r in settings.all_routes()}
+        #: routes served by a learned router's cascade (``api.learned``)
+        self.learned = {
+            r.name: LearnedServing.load(r, self.deployments)
+            for r in self.routes.values()
+            if r.learned is not None
+        }
         self._direct = {
             name: RouteConfig(name=name, deployments=[RouteMember(name=name)])
             for name in self.providers
@@ -123,9 +130,13 @@ class Router:
     def set_route(self, route: RouteConfig) -> None:
         check_route(route, set(self.deployments))
         self.routes[route.name] = route
+        self.learned.pop(route.name, None)
+        if route.learned is not None:
+            self.learned[route.name] = LearnedServing.load(route, self.deployments)
         self._indexes.pop(route.name, None)
 
     def delete_route(self, name: str) -> None:
+        self.learned.pop(name, None)
         if self.routes.pop(name, None) is None:
             raise NotFoundError(f"no route named {name!r}")
         self._indexes.pop(name, None)
