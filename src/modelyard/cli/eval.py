@@ -8,7 +8,7 @@ import asyncio
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -16,14 +16,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from modelyard.evals.client import GatewayClient
-from modelyard.evals.export import outcome_rows
-from modelyard.evals.html import render
-from modelyard.evals.runner import Runner, RunPlan, check_prices
-from modelyard.evals.store import Result, RunDir
-from modelyard.evals.suite import SuiteError, SuiteItem, load_suite, parse_scorer
-from modelyard.evals.summary import ModelSummary, summarize
 from modelyard.governance.keys import ADMIN_KEY_ENV
+
+if TYPE_CHECKING:  # the evals import numpy: loaded by these commands only, not by ``serve``
+    from modelyard.evals.runner import RunPlan
+    from modelyard.evals.store import Result, RunDir
+    from modelyard.evals.suite import SuiteItem
+    from modelyard.evals.summary import ModelSummary
 
 API_KEY_ENV = "MODELYARD_API_KEY"
 
@@ -36,6 +35,8 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _prices(path: Path | None) -> dict[str, dict[str, float]]:
+    from modelyard.evals.runner import check_prices
+
     if path is None:
         return {}
     try:
@@ -67,6 +68,11 @@ def run(
     timeout: Annotated[float, typer.Option(help="seconds per call")] = 300.0,
 ) -> None:
     """Send every item to every model; re-running the same command resumes the run."""
+    from modelyard.evals.runner import RunPlan
+    from modelyard.evals.store import RunDir
+    from modelyard.evals.suite import SuiteError, load_suite, parse_scorer
+    from modelyard.evals.summary import summarize
+
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
         raise _fail("--models names no model")
@@ -114,6 +120,9 @@ async def _run(
     timeout: float,
     console: Console,
 ) -> list[Result]:
+    from modelyard.evals.client import GatewayClient
+    from modelyard.evals.runner import Runner
+
     since = time.time() - 1
     progress = Progress(
         TextColumn("[bold]eval"),
@@ -186,6 +195,8 @@ def _print_table(summaries: list[ModelSummary], console: Console) -> None:
 
 
 def _open(run_dir: Path) -> RunDir:
+    from modelyard.evals.store import RunDir
+
     found = RunDir(run_dir)
     if not found.exists():
         raise _fail(f"{run_dir} holds no evaluation run")
@@ -198,6 +209,9 @@ def report(
     html: Annotated[Path | None, typer.Option(help="write an HTML report there")] = None,
 ) -> None:
     """Compare the models of a run: quality, cost, latency, errors."""
+    from modelyard.evals.html import render
+    from modelyard.evals.summary import summarize
+
     found = _open(run_dir)
     summaries = summarize(found.results().values(), found.read_meta().get("models"))
     _print_table(summaries, Console())
@@ -213,6 +227,8 @@ def export(
     task: Annotated[str | None, typer.Option(help="the task name [the suite's name]")] = None,
 ) -> None:
     """Write the run as an outcome table, the format the learned router is fitted on."""
+    from modelyard.evals.export import outcome_rows
+
     found = _open(run_dir)
     name = task or str(found.read_meta().get("task", run_dir.name))
     rows = outcome_rows(found.read_items(), found.results(), name)
