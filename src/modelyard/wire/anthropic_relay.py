@@ -16,6 +16,7 @@ import orjson
 
 from modelyard.types import Usage
 from modelyard.wire.anthropic import usage_from_dict
+from modelyard.wire.sse import whole_events
 
 
 def _data(event: bytes) -> bytes:
@@ -44,18 +45,9 @@ class MessageStreamRelay:
         self._usage: dict[str, Any] = {}
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._buf + chunk
-        if b"\r" in buf:  # CRLF or CR line ends: normalise, keeping a trailing CR back
-            held = buf.endswith(b"\r")
-            buf = buf[:-1] if held else buf
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if held:
-                buf += b"\r"
-        cut = buf.rfind(b"\n\n")
-        if cut < 0:
-            self._buf = buf
+        ready, self._buf = whole_events(self._buf + chunk)
+        if not ready:
             return b""
-        ready, self._buf = buf[: cut + 2], buf[cut + 2 :]
         if b'"usage"' not in ready:
             return ready
         events = ready.split(b"\n\n")

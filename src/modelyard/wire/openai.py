@@ -26,6 +26,7 @@ from modelyard.types import (
     ToolCallOut,
     Usage,
 )
+from modelyard.wire.sse import whole_events
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -303,18 +304,9 @@ class StreamRelay:
         self.usage: Usage | None = None
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._buf + chunk
-        if b"\r" in buf:  # CRLF or CR line ends: normalise, keeping a trailing CR back
-            held = buf.endswith(b"\r")
-            buf = buf[:-1] if held else buf
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if held:
-                buf += b"\r"
-        cut = buf.rfind(b"\n\n")
-        if cut < 0:
-            self._buf = buf
+        ready, self._buf = whole_events(self._buf + chunk)
+        if not ready:
             return b""
-        ready, self._buf = buf[: cut + 2], buf[cut + 2 :]
         if b'"usage":' in ready or b'"usage" :' in ready:
             ready = self._account(ready)
         return ready

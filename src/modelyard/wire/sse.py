@@ -90,6 +90,24 @@ def _find_eol(buf: bytearray, start: int) -> tuple[int, int] | None:
     return None  # a CR at the very end: a LF may follow
 
 
+def whole_events(buf: bytes) -> tuple[bytes, bytes]:
+    """``buf`` cut after its last complete event: (the whole events, the rest to keep).
+
+    For relaying a stream unparsed. CRLF and CR line ends become LF; a trailing
+    CR is kept back, since it may be the first half of a CRLF.
+    """
+    if b"\r" in buf:
+        held = buf.endswith(b"\r")
+        buf = buf[:-1] if held else buf
+        buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if held:
+            buf += b"\r"
+    cut = buf.rfind(b"\n\n")
+    if cut < 0:
+        return b"", buf
+    return buf[: cut + 2], buf[cut + 2 :]
+
+
 def encode(data: bytes | str, event: str | None = None) -> bytes:
     body = data.encode() if isinstance(data, str) else data
     head = b"event: " + event.encode() + b"\n" if event else b""
