@@ -293,9 +293,7 @@ async def sanity_check(t: Target) -> None:
 
 
 async def governed_key(session: aiohttp.ClientSession, base: str) -> str:
-    """A team and a key, each with a hard budget and request and token rate limits that the
-    run stays within, so that every request pays for authentication, both budgets'
-    reservation and settlement, all four rate-limit checks and the ledger row."""
+    """A key whose key and team both have a hard budget and rpm/tpm the run stays within."""
     limits = {"budget_usd": 1e6, "budget_period": "month", "rpm": 10**8, "tpm": 10**9}
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     async with session.put(f"{base}/admin/teams/bench", json={"limits": limits},
