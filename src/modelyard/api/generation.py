@@ -168,9 +168,9 @@ class Call:
         """Reserve the most the request can cost on any deployment the plan may call."""
         self.route = plan.route.name
         plan.decision.team = self.principal.team_name
-        if self.principal.key is None:
-            return
         gov = self.request.app[GOVERNANCE]
+        if self.principal.key is None or not gov.scopes(self.principal, time.time()):
+            return  # no budget applies: nothing to price up front
         amount = 0
         cascade = plan.route.name in self.request.app[ROUTER].learned  # may call them all
         for p in plan.providers:
