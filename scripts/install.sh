@@ -11,7 +11,14 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 VENV=${VENV:-.venv}
-CACHE=${MODELYARD_WHEEL_CACHE:-$HOME/.cache/modelyard/wheels}
+# ggml's default native build uses every instruction the build CPU advertises,
+# AMX included, which some VMs advertise but do not enable (the model then dies
+# with SIGSEGV at its first token). The wheel targets AVX2 instead: portable to
+# any x86-64 machine of the last decade, and it keeps its own cache folder so a
+# native wheel cached by an older install is never reused.
+LLAMA_FLAVOUR=avx2
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+CACHE=${MODELYARD_WHEEL_CACHE:-$HOME/.cache/modelyard/wheels}/$LLAMA_FLAVOUR
 LLAMA_VERSION=$(sed -n 's/.*"llama-cpp-python==\([0-9.]*\)".*/\1/p' pyproject.toml)
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
@@ -19,7 +26,8 @@ mkdir -p "$CACHE"
 if ! compgen -G "$CACHE/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
   echo "modelyard: building llama-cpp-python $LLAMA_VERSION once (about 9 minutes on 2 cores)."
   echo "modelyard: the wheel is cached in $CACHE; later installs take seconds."
-  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) "$VENV/bin/pip" wheel --no-deps -w "$CACHE" \
+  CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    "$VENV/bin/pip" wheel --no-cache-dir --no-deps -w "$CACHE" \
     "llama-cpp-python==$LLAMA_VERSION"
 fi
 "$VENV/bin/pip" install --find-links "$CACHE" -c constraints.txt -e ".[local,dev]"

@@ -8,6 +8,7 @@ import pytest
 
 from modelyard.errors import ConfigError, MissingCredentialError
 from modelyard.settings import LOCAL_CHAT, credential, load_settings
+from tests.routing.learned.echo_table import fit_router
 
 GOOD = """
 deployments:
@@ -112,3 +113,23 @@ def test_serve_refuses_a_bad_config_at_start(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "BENCH_KEY" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_learned_router_path_is_read_beside_the_config_file(tmp_path: Path) -> None:
+    folder = tmp_path / "conf"
+    (folder / "routers").mkdir(parents=True)
+    absolute = fit_router(folder / "routers")  # routers/router.npz
+    config = folder / "modelyard.yaml"
+    config.write_text(
+        "embedded_models: false\n"
+        "deployments: [{name: a, provider: openai, model: gpt-4o, api_key_env: K,"
+        " prices: {input: 1, output: 1}}]\n"
+        "routes:\n"
+        "  - {name: r, deployments: [a], learned: {router: routers/router.npz,"
+        " target: {quality: 1}, models: {small: a, big: a}}}\n"
+        f"  - {{name: s, deployments: [a], learned: {{router: {absolute},"
+        " target: {quality: 1}, models: {small: a, big: a}}}\n"
+    )
+    settings = load_settings(config, env={"K": "x"})
+    routers = [r.learned.router for r in settings.routes if r.learned is not None]
+    assert routers == [str(absolute), str(absolute)]

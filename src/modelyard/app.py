@@ -17,6 +17,7 @@ from modelyard.api import (
     anthropic_api,
     governance_admin,
     health,
+    learned_admin,
     openai_api,
     responses_api,
 )
@@ -25,6 +26,7 @@ from modelyard.api.context import (
     GOVERNANCE,
     GOVERNANCE_STORE,
     KEY_RING,
+    LEARNER,
     MAX_BODY_BYTES,
     REQUEST_LOG,
     ROUTE_STORE,
@@ -43,9 +45,11 @@ from modelyard.governance.store import GovernanceStore
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import HOSTS
 from modelyard.providers.transport import Transport
+from modelyard.routing.learned.live import LiveLearner
 from modelyard.routing.router import Router
 from modelyard.settings import Deployment, Settings
 from modelyard.storage.idempotency import create_idempotency_store
+from modelyard.storage.outcome_store import OutcomeStore
 from modelyard.storage.request_log import RequestLog, create_db_engine, sqlite_url
 from modelyard.storage.route_store import RouteStore
 
@@ -140,6 +144,9 @@ def create_app(settings: Settings) -> web.Application:
         except ValueError as exc:  # its deployment left the config since
             log.warning("stored route %r is not applied: %s", name, exc)
     app[REQUEST_LOG] = request_log
+    learner = app[LEARNER] = LiveLearner(
+        router.providers, router.health, OutcomeStore(engine), request_log
+    )
     app[MAX_BODY_BYTES] = settings.server.max_body_bytes
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -153,6 +160,7 @@ def create_app(settings: Settings) -> web.Application:
         if shared_health is not None:
             await shared_health.start()
         yield
+        await learner.close()
         for provider in providers:
             await provider.close()
         await governance.close()
@@ -171,6 +179,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(anthropic_api.routes())
     app.add_routes(admin.routes())
     app.add_routes(governance_admin.routes())
+    app.add_routes(learned_admin.routes())
     return app
 
 

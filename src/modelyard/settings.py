@@ -260,6 +260,21 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{exc.problem or exc.context or 'a syntax error'}{where}"
 
 
+def _routers_beside(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A route's relative ``learned.router`` path is read beside the config file."""
+    routes = data.get("routes")
+    if not isinstance(routes, list):
+        return data
+    fixed: list[Any] = []
+    for route in routes:
+        learned = route.get("learned") if isinstance(route, dict) else None
+        path = learned.get("router") if isinstance(learned, dict) else None
+        if isinstance(learned, dict) and isinstance(path, str) and not Path(path).is_absolute():
+            route = {**route, "learned": {**learned, "router": str(folder / path)}}
+        fixed.append(route)
+    return {**data, "routes": fixed}
+
+
 def load_settings(
     config: Path | None = None,
     *,
@@ -284,7 +299,7 @@ def load_settings(
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError("the top level must be a mapping", source=source)
-        data = loaded
+        data = _routers_beside(loaded, config.parent)
     server = dict(data.get("server") or {})
     for key, var in (
         ("host", "MODELYARD_HOST"),

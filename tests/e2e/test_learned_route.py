@@ -14,11 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 
 from tests.conftest import Gateway
 from tests.e2e.governance.support import ENV, admin
+from tests.e2e.learned_support import big_fails
 from tests.fakes.harness import LoopbackServer, Recorder
 from tests.routing.learned.echo_table import fit_router, prompt
 
@@ -119,15 +121,70 @@ def test_the_knob_picks_the_cascade_and_the_ledger_books_every_call(
     assert costs["careful"] == CHEAP + (CHEAP + DEAR)
 
 
-def test_a_learned_route_refuses_to_stream(
+def test_every_chat_format_streams_the_cascade_answer(
+    start_gateway: Callable[..., Gateway], openai_upstream: Upstream, tmp_path: Path
+) -> None:
+    """OpenAI chat, Responses and Anthropic Messages clients, whole and streamed: the
+    calls are whole answers, and the chosen one reaches each client in its own format."""
+    server, recorder = openai_upstream
+    router = fit_router(tmp_path)
+    gw = start_gateway(CONFIG.format(url=server.url, router=router), ENV)
+    client = openai.OpenAI(base_url=gw.v1, api_key="unused", max_retries=0)
+    text = prompt(103, tricky=True)
+    messages: Any = [{"role": "user", "content": text}]
+
+    def calls() -> list[tuple[str, bool]]:
+        found = [(json.loads(r.body)["model"], json.loads(r.body).get("stream", False))
+                 for r in recorder.requests]
+        recorder.requests.clear()
+        return found
+
+    pieces = list(client.chat.completions.create(model="careful", messages=messages, stream=True))
+    assert calls() == [("small-model", False), ("big-model", False)]
+    streamed = "".join(c.choices[0].delta.content or "" for c in pieces if c.choices)
+    assert streamed.endswith(text)
+    assert pieces[-1].choices[0].finish_reason == "stop"
+
+    with client.responses.stream(model="careful", input=text) as events:
+        final = events.get_final_response()
+    assert calls() == [("small-model", False), ("big-model", False)]
+    assert final.output_text.endswith(text) and final.status == "completed"
+    whole = client.responses.create(model="careful", input=text)
+    assert whole.output_text == final.output_text
+    calls()
+
+    with anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0) as claude:
+        with claude.messages.stream(
+            model="careful", max_tokens=50, messages=messages
+        ) as stream:
+            message = stream.get_final_message()
+        assert calls() == [("small-model", False), ("big-model", False)]
+        block = message.content[0]
+        assert block.type == "text" and block.text.endswith(text)
+        assert message.usage.output_tokens == 7  # the answer's own; the ledger bills both
+        plain = claude.messages.create(model="careful", max_tokens=50, messages=messages)
+        assert plain.content[0].type == "text" and plain.content[0].text == block.text
+        assert calls() == [("small-model", False), ("big-model", False)]
+
+    with pytest.raises(openai.BadRequestError, match="chat requests only"):
+        client.completions.create(model="careful", prompt="hi")
+    with pytest.raises(openai.BadRequestError, match="one answer"):
+        client.chat.completions.create(model="careful", messages=messages, n=2)
+    assert recorder.requests == []
+
+
+def test_a_cascade_cut_short_answers_with_the_best_so_far(
     start_gateway: Callable[..., Gateway], openai_upstream: Upstream, tmp_path: Path
 ) -> None:
     server, recorder = openai_upstream
     router = fit_router(tmp_path)
     gw = start_gateway(CONFIG.format(url=server.url, router=router), ENV)
     client = openai.OpenAI(base_url=gw.v1, api_key="unused", max_retries=0)
-    with pytest.raises(openai.BadRequestError, match="does not stream"):
-        client.chat.completions.create(
-            model="careful", messages=[{"role": "user", "content": "hi"}], stream=True
-        )
-    assert recorder.requests == []
+    recorder.script.extend([big_fails] * 6)  # the dear call fails, and its retry
+
+    answer, rid = _ask(client, "careful", prompt(103, tricky=True))
+    assert answer.endswith(prompt(103, tricky=True))
+    assert _models(recorder)[:2] == ["small-model", "big-model"]
+    learned = _decision(gw, rid)
+    assert learned["answer_from"] == "small" and learned["deployment"] == "cheap-dep"
+    assert "boom" in learned["cut_short"]

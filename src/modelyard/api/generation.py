@@ -21,15 +21,18 @@ from aiohttp import web
 
 from modelyard.api.context import (
     ANSWER_STATUS,
+    DEPLOYMENT_HEADER,
     GOVERNANCE,
+    LEARNER,
     PRINCIPAL,
     REQUEST_ID,
     REQUEST_LOG,
     ROUTER,
+    SSE_HEADERS,
     STORED_PROMPT_BYTES,
 )
 from modelyard.api.errors import stream_error_event
-from modelyard.api.learned import Cascade, prompt_text, refuse_learned
+from modelyard.api.learned import Cascade, learned_request, prompt_text, send_as_stream
 from modelyard.errors import (
     GatewayError,
     InvalidRequestError,
@@ -48,12 +51,6 @@ from modelyard.types import ChatChunk, ChatRequest, ChatResponse, CompletionRequ
 from modelyard.wire import openai as wire
 from modelyard.wire.sse import DONE
 
-SSE_HEADERS = {
-    "Content-Type": "text/event-stream; charset=utf-8",
-    "Cache-Control": "no-cache",
-    "X-Accel-Buffering": "no",
-}
-DEPLOYMENT_HEADER = "X-Modelyard-Deployment"
 TAGS_HEADER = "X-Modelyard-Tags"
 MAX_TAGS = 16
 
@@ -192,8 +189,8 @@ class Call:
         dep = self.provider.deployment if self.provider else None
         u = self.usage
         app = self.request.app
-        if dep is not None and dep.contract is not None:
-            app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)
+        if dep is not None and dep.contract is not None and self.cost is None:
+            app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)  # a cascade books each
         cost = cost_micros(dep.prices, u) if dep is not None and dep.prices is not None else 0
         if self.cost is not None:
             cost = self.cost
@@ -348,13 +345,34 @@ async def generate(
         call.done(error=err)
         raise
     learned = router.learned.get(plan.route.name)
+
+    async def once(p: Provider) -> tuple[Usage, bytes]:
+        if relay is not None and relay.serves(p):
+            return await relay.once(p, path, body)
+        result = await answer(p)
+        return result.usage, orjson.dumps(render(result))
+
     try:
-        if learned is not None:
-            refuse_learned(plan.route.name, path, req)
+        chat = learned_request(plan.route.name, req) if learned is not None else None
         await call.reserve(
             plan, await prompt_bound(request, req), _output_bound(call, plan, body, req)
         )
-        if req.stream:
+        if learned is not None and chat is not None:
+            streamed, chat.stream, chat.stream_options = chat.stream, False, None  # calls: whole
+            cascade = Cascade(router, plan, learned, answer)
+            prompt = prompt_text(chat)
+            try:
+                call.provider, result = await cascade.run(prompt)
+            finally:
+                call.usage, call.cost = cascade.usage, cascade.cost
+            cascade.offer(request.app[LEARNER], request[REQUEST_ID], chat, prompt)
+            if streamed:
+                call.ttft = (time.perf_counter() - call.t0) * 1000
+                reply = await send_as_stream(request, call.provider.name, result, make_encoder())
+                call.done()
+                return reply
+            data = orjson.dumps(render(result))
+        elif req.stream:
 
             def pieces(p: Provider) -> Pieces:
                 if relay is not None and relay.serves(p):
@@ -363,18 +381,6 @@ async def generate(
 
             return await _serve_stream(request, call, plan, pieces, make_encoder)
 
-        async def once(p: Provider) -> tuple[Usage, bytes]:
-            if relay is not None and relay.serves(p):
-                return await relay.once(p, path, body)
-            result = await answer(p)
-            return result.usage, orjson.dumps(render(result))
-
-        if learned is not None and isinstance(req, ChatRequest):
-            cascade = Cascade(router, plan, learned, once)
-            try:
-                call.provider, data = await cascade.run(prompt_text(req))
-            finally:
-                call.usage, call.cost = cascade.usage, cascade.cost
         else:
             call.provider, (call.usage, data) = await router.run(plan, once)
     except GatewayError as err:

@@ -46,8 +46,7 @@ from typing import Any
 
 from aiohttp import web
 
-from modelyard.api.context import ANSWER_STATUS, PRINCIPAL, REQUEST_ID
-from modelyard.api.generation import DEPLOYMENT_HEADER
+from modelyard.api.context import ANSWER_STATUS, DEPLOYMENT_HEADER, PRINCIPAL, REQUEST_ID
 from modelyard.errors import ConflictError, GatewayError, InvalidRequestError, UnprocessableError
 from modelyard.storage.idempotency import IdempotencyStore, StoredAnswer, StoreUnavailableError
 

@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 
 from modelyard.api.body import json_response, parse, read_json
-from modelyard.api.context import PRINCIPAL, REQUEST_ID, REQUEST_LOG, ROUTER
-from modelyard.api.generation import DEPLOYMENT_HEADER, Call, generate, prompt_bound
+from modelyard.api.context import DEPLOYMENT_HEADER, PRINCIPAL, REQUEST_ID, REQUEST_LOG, ROUTER
+from modelyard.api.generation import Call, generate, prompt_bound
 from modelyard.errors import GatewayError, NotFoundError
 from modelyard.providers.base import Provider, new_id
 from modelyard.routing.filters import Demand

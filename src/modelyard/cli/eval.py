@@ -107,6 +107,9 @@ def run(
     errors = sum(r.error is not None for r in results)
     console.print(f"sent {len(results)} calls, {errors} failed; results in {run_dir.path}")
     _print_table(summarize(run_dir.results().values(), names), Console())
+    if errors:  # scripts and CI must see it; --retry-errors sends them again
+        console.print(f"{errors} calls failed: run again with --retry-errors to resend them")
+        raise typer.Exit(1)
 
 
 async def _run(

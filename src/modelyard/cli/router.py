@@ -1,4 +1,4 @@
-"""``modelyard router fit|replay``: learn a router from an outcome table, replay it.
+"""``modelyard router fit|replay|export``: learn a router, replay it, export live outcomes.
 
 Thin: parses options, reads files, calls ``modelyard.routing.learned``, writes files.
 """
@@ -83,6 +83,40 @@ def replay(
         for line in decisions:
             out.write(json.dumps(line) + "\n")
     typer.echo(f"{len(decisions)} decisions at {len(chosen)} operating points; wrote {output}")
+
+
+@router.command()
+def export(
+    route: Annotated[str, typer.Argument(help="a learned route that samples its traffic")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="outcome table to write")],
+    prices_out: Annotated[
+        Path, typer.Option("--prices-out", help="prices file to write (USD per 1M tokens)")
+    ],
+    url: Annotated[str, typer.Option(help="the gateway")] = "http://127.0.0.1:4000",
+    since_hours: Annotated[
+        float | None, typer.Option(help="only the last this many hours (default: all)")
+    ] = None,
+) -> None:
+    """Write the outcome table a route's traffic sampling has grown, ready for ``router fit``."""
+    import os
+    import time
+
+    from modelyard.cli.report import _get
+    from modelyard.governance.keys import ADMIN_KEY_ENV
+
+    key = os.environ.get(ADMIN_KEY_ENV)
+    if not key:
+        raise typer.BadParameter(f"set {ADMIN_KEY_ENV} to the gateway's admin key")
+    since = 0.0 if since_hours is None else time.time() - since_hours * 3600
+    data = _get(f"{url.rstrip('/')}/admin/learned/{route}/outcomes?since={since}", key)
+    with output.open("w", encoding="utf-8") as out:
+        for line in data["outcomes"]:
+            out.write(json.dumps(line) + "\n")
+    prices_out.write_text(json.dumps(data["prices"], indent=1) + "\n", encoding="utf-8")
+    typer.echo(
+        f"{len(data['outcomes'])} prompts of route {route!r}, "
+        f"{len(data['prices'])} models; wrote {output} and {prices_out}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,11 @@ A route::
           target: {quality: 0.9}                # or cost_per_request | pay_per_quality (USD)
           models: {gpt-4o-mini: mini}           # router model -> deployment (default: same name)
           answer: number                        # or "json:FIELD" | "none"
+          sample:                               # optional: learn from live traffic
+            share: 0.02                         # of the route's answered requests
+            reference: gpt-4o                   # deployment whose answer is taken as right
+            judge: match                        # or a deployment: an LLM judge
+            budget_per_day: 5.0                 # USD for the extra calls, per process
 """
 
 from __future__ import annotations
@@ -90,6 +95,24 @@ class LearnedTarget(_Section):
         return self
 
 
+class LearnedSample(_Section):
+    """Grow the route's outcome table from live traffic (``routing.learned.live``).
+
+    A ``share`` of answered requests is also sent, in the background, to every
+    router model the cascade did not call and to the ``reference`` deployment;
+    each model's answer is scored against the reference's by ``judge``
+    (``match``: the extracted answers are equal; else a judge deployment), and
+    the row is stored for ``modelyard router export``. The extra calls are
+    booked in the ledger and stop for the day once they cost ``budget_per_day``.
+    """
+
+    share: float = Field(gt=0, le=1)
+    reference: str = Field(min_length=1)
+    judge: str = Field(default="match", min_length=1)
+    budget_per_day: float = Field(gt=0)
+    max_pending: int = Field(default=8, ge=1, le=256)
+
+
 class LearnedRoute(_Section):
     """Serve a route by a fitted learned router's cascade (``routing.learned.serving``)."""
 
@@ -97,6 +120,7 @@ class LearnedRoute(_Section):
     target: LearnedTarget
     models: dict[str, str] = Field(default_factory=dict)
     answer: str = Field(default="number", pattern=r"^(number|none|json:.+)$")
+    sample: LearnedSample | None = None
 
 
 class RouteConfig(_Section):

@@ -274,6 +274,15 @@ class RequestLog:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar() or 0)
 
+    def learning_spent_since(self, route: str, since: float) -> int:
+        """Micro-dollars a learned route's traffic sampling (``learn:*`` rows) cost since then."""
+        t = requests_table
+        query = select(func.coalesce(func.sum(t.c.cost_micros), 0)).where(
+            t.c.route == route, t.c.endpoint.like("learn:%"), t.c.ts >= since
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
     def tokens_since(self, since: float) -> list[tuple[str, int, int]]:
         """(deployment, input tokens, output tokens) served since ``since``."""
         t = requests_table

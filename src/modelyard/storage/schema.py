@@ -123,3 +123,17 @@ responses_table = Table(
     Column("output_items", Text, nullable=False),  # JSON list
     Column("body", Text, nullable=False),  # the response object as JSON
 )
+
+#: what live traffic taught a learned route (revision 0005): one sampled prompt a row, with
+#: every router model's answer scored against the reference (``routing.learned.live``)
+outcomes_table = Table(
+    "outcomes",
+    metadata,
+    Column("id", String(128), primary_key=True),  # the sampled request's id
+    Column("route", String(200), nullable=False),
+    Column("created", Float, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("reference", Text),  # the reference deployment's extracted answer
+    Column("outcomes", Text, nullable=False),  # JSON: {model: {score, answer, tokens}}
+    Index("ix_outcomes_route_created", "route", "created"),
+)

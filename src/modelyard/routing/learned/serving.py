@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import ConfigError
-from modelyard.routing.config import LearnedTarget, RouteConfig
+from modelyard.routing.config import LearnedSample, LearnedTarget, RouteConfig
 from modelyard.routing.learned.model import LearnedRouter, OperatingPoint
 from modelyard.routing.learned.policy import CascadePolicy
 
@@ -60,6 +60,7 @@ class LearnedServing:
     policy: CascadePolicy
     deployments: dict[str, str]  # router model -> deployment
     answer: str
+    sample: LearnedSample | None = None  # learning from live traffic (``routing.learned.live``)
 
     @property
     def router(self) -> LearnedRouter:
@@ -96,8 +97,15 @@ class LearnedServing:
                 f"{where}: models {', '.join(unmapped)} are not mapped to deployments of "
                 "the route (learned.models: {router model: deployment})"
             )
+        sample = learned.sample
+        if sample is not None:
+            for role, name in (("reference", sample.reference), ("judge", sample.judge)):
+                if name != "match" and name not in deployments:
+                    raise ValueError(f"{where}: sample.{role} {name!r} is not a deployment")
+            if sample.reference == "match":
+                raise ValueError(f"{where}: sample.reference must name a deployment")
         point = choose_point(router.frontier(), learned.target)
-        return cls(route.name, CascadePolicy(router, point), mapping, learned.answer)
+        return cls(route.name, CascadePolicy(router, point), mapping, learned.answer, sample)
 
     def extract(self, text: str | None) -> str | None:
         return extract_answer(text, self.answer)
