@@ -22,7 +22,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, start_gateway_process, stop_gateway
 from tests.e2e.governance.support import ADMIN, ENV, admin
 from tests.e2e.learned_support import play_solver, upstream_models, wait_for_outcomes
 from tests.fakes.harness import LoopbackServer, Recorder
@@ -159,6 +159,17 @@ def test_a_judge_deployment_scores_and_the_budget_stops_sampling(
     assert models.count("judge-model") == 3 and models.count("big-model") == 3
     assert models.count("small-model") == 5
     assert _spend(gw)["learning"]["cost_micros"] == 5 * CHEAP + 3 * (DEAR + JUDGE)
+
+    stop_gateway(gw)  # a restart reads the day's sampling spend back from the ledger
+    again = start_gateway_process(
+        gw.data_dir.parent, CONFIG.format(url=server.url, router=router, sample=sample), ENV
+    )
+    try:
+        _ask(openai.OpenAI(base_url=again.v1, api_key="unused", max_retries=0), prompt(9, True))
+        time.sleep(0.5)
+        assert upstream_models(recorder) == ["small-model"]
+    finally:
+        stop_gateway(again)
 
 
 @pytest.mark.parametrize(

@@ -134,8 +134,10 @@ def test_every_chat_format_streams_the_cascade_answer(
     messages: Any = [{"role": "user", "content": text}]
 
     def calls() -> list[tuple[str, bool]]:
-        found = [(json.loads(r.body)["model"], json.loads(r.body).get("stream", False))
-                 for r in recorder.requests]
+        found = [
+            (json.loads(r.body)["model"], json.loads(r.body).get("stream", False))
+            for r in recorder.requests
+        ]
         recorder.requests.clear()
         return found
 
@@ -154,9 +156,7 @@ def test_every_chat_format_streams_the_cascade_answer(
     calls()
 
     with anthropic.Anthropic(base_url=gw.url, api_key="x", max_retries=0) as claude:
-        with claude.messages.stream(
-            model="careful", max_tokens=50, messages=messages
-        ) as stream:
+        with claude.messages.stream(model="careful", max_tokens=50, messages=messages) as stream:
             message = stream.get_final_message()
         assert calls() == [("small-model", False), ("big-model", False)]
         block = message.content[0]
