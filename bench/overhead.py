@@ -10,8 +10,8 @@ time to the last byte and to the first), the latency the gateway adds, the CPU
 time each process spends per request (``/proc/PID/stat``), and the gateway's
 resident memory idle and after the run. ``--json FILE`` writes the figures.
 
-Usage: ``.venv/bin/python bench/overhead.py [--requests 2000] [--json out.json]``
-(``make bench``). Only ever talks to 127.0.0.1; stops what it started.
+Usage: ``.venv/bin/python bench/overhead.py [--requests 2000] [--cache-hits] [--json F]``
+(``make bench``); only talks to 127.0.0.1 and stops what it started.
 """
 
 from __future__ import annotations
@@ -79,9 +79,6 @@ def gateway_config(host: str, port: int, upstream_model: str) -> str:
 
 # piped output (make bench | tee) keeps its tables whole
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-
-
-# ------------------------------------------------------------ processes
 
 
 def free_port() -> int:
@@ -163,10 +160,7 @@ def wait_listening(p: Process, timeout: float = 60.0) -> None:
                        f"{p.log_tail()}")
 
 
-# ------------------------------------------------------------ load
-
-
-def request_body(model: str, stream: bool) -> bytes:
+def request_body(model: str, stream: bool, temperature: float = 0.2) -> bytes:
     body: dict[str, Any] = {
         "model": model,
         "messages": [
@@ -175,7 +169,7 @@ def request_body(model: str, stream: bool) -> bytes:
                                         "as little latency as possible to each call?"},
         ],
         "max_tokens": 64,
-        "temperature": 0.2,
+        "temperature": temperature,  # 0 (--cache-hits): all but the first are cache hits
     }
     if stream:
         body["stream"] = True
@@ -269,9 +263,6 @@ async def run_phase(t: Target, stream: bool, concurrency: int, n: int, out: Samp
     out.client_cpu_ms += client_cpu_ms() - cl0
 
 
-# ------------------------------------------------------------ checks
-
-
 async def sanity_check(t: Target) -> None:
     """One full answer of each kind through ``t``, checked in detail before timing anything."""
     async with t.session.post(t.url, data=t.bodies[False], headers=t.headers) as resp:
@@ -312,9 +303,6 @@ async def probe(session: aiohttp.ClientSession, url: str) -> None:
     async with session.get(url) as resp:
         if resp.status != 200:
             raise RuntimeError(f"GET {url} answered {resp.status}")
-
-
-# ------------------------------------------------------------ figures
 
 
 def pct(values: list[float], q: float) -> float:
@@ -433,9 +421,6 @@ def check_targets(cases: list[dict[str, Any]], idle_rss: float) -> list[dict[str
     return rows
 
 
-# ------------------------------------------------------------ the run
-
-
 async def bench(args: argparse.Namespace, upstream: Process, gateway: Process) -> dict[str, Any]:
     pids = {"gateway": gateway.pid, "upstream": upstream.pid}
     idle = memory_mb(gateway.pid)["VmRSS"]  # listening, no request served yet
@@ -448,8 +433,9 @@ async def bench(args: argparse.Namespace, upstream: Process, gateway: Process) -
     async with session() as s_direct, session() as s_gateway:
         direct = Target("direct", f"http://{HOST}:{upstream.port}/v1/chat/completions",
                         s_direct, {b: request_body(fake_upstream.MODEL, b) for b in (False, True)})
+        t = 0 if args.cache_hits else 0.2
         via = Target("gateway", f"http://{HOST}:{gateway.port}/v1/chat/completions",
-                     s_gateway, {b: request_body(args.model, b) for b in (False, True)})
+                     s_gateway, {b: request_body(args.model, b, t) for b in (False, True)})
         await probe(s_direct, f"http://{HOST}:{upstream.port}/healthz")
         await probe(s_gateway, f"http://{HOST}:{gateway.port}/healthz")
         if args.governance:
@@ -522,6 +508,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--governance", action="store_true",
                     help="call the gateway with a key whose team and key have budgets and "
                          "rate limits (measures auth, reservation, rate limits and ledger)")
+    ap.add_argument("--cache-hits", action="store_true", help="temperature 0: every gateway "
+                    "request but the first is answered from the response cache")
     ap.add_argument("--json", type=Path, help="also write the figures here as JSON")
     ap.add_argument("--profile", type=Path,
                     help="run the gateway under cProfile and write its stats here "

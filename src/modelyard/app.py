@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -36,6 +37,9 @@ from modelyard.api.context import (
 )
 from modelyard.api.errors import gateway_middleware
 from modelyard.api.idempotency import idempotency_middleware, tap_streams
+from modelyard.api.response_cache import RESPONSE_CACHE, ResponseCache
+from modelyard.cache.store import create_cache_store
+from modelyard.errors import ConfigError
 from modelyard.governance.auth import LOOPBACK, KeyRing
 from modelyard.governance.counters import create_counters
 from modelyard.governance.gate import Governance
@@ -52,6 +56,9 @@ from modelyard.storage.idempotency import create_idempotency_store
 from modelyard.storage.outcome_store import OutcomeStore
 from modelyard.storage.request_log import RequestLog, create_db_engine, sqlite_url
 from modelyard.storage.route_store import RouteStore
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger("modelyard")
 
@@ -147,6 +154,7 @@ def create_app(settings: Settings) -> web.Application:
     learner = app[LEARNER] = LiveLearner(
         router.providers, router.health, OutcomeStore(engine), request_log
     )
+    app[RESPONSE_CACHE] = response_cache = _response_cache(settings, router, redis)
     app[MAX_BODY_BYTES] = settings.server.max_body_bytes
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -161,6 +169,7 @@ def create_app(settings: Settings) -> web.Application:
             await shared_health.start()
         yield
         await learner.close()
+        await response_cache.close()
         for provider in providers:
             await provider.close()
         await governance.close()
@@ -181,6 +190,31 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(governance_admin.routes())
     app.add_routes(learned_admin.routes())
     return app
+
+
+def _response_cache(settings: Settings, router: Router, redis: Redis | None) -> ResponseCache:
+    """The cache's store, and a semantic index when a route asks for one."""
+    conf = settings.cache
+    store = create_cache_store(redis, max_entries=conf.max_entries, max_bytes=conf.max_bytes)
+    semantic_routes = [r for r in settings.routes if r.cache and r.cache.semantic]
+    index = None
+    if semantic_routes:
+        for route in semantic_routes:
+            assert route.cache is not None and route.cache.semantic is not None
+            name = route.cache.semantic.embedding
+            if router.deployments[name].kind != "embeddings":
+                raise ConfigError(
+                    f"route {route.name!r}: cache.semantic.embedding {name!r} is not an "
+                    "embeddings deployment"
+                )
+        try:
+            from modelyard.cache.semantic import create_semantic_index
+        except ImportError:  # pragma: no cover - numpy comes with the local and router extras
+            raise ConfigError(
+                "the semantic cache needs numpy: pip install 'modelyard[router]'"
+            ) from None
+        index = create_semantic_index(redis, max_entries=conf.semantic_max_entries)
+    return ResponseCache(conf, store, router, index)
 
 
 def _first_admin_key(store: GovernanceStore) -> None:

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from modelyard.cache.config import CacheSettings
 from modelyard.errors import ConfigError, MissingCredentialError
 from modelyard.providers.registry import HOSTS, NATIVE_PROVIDERS
 from modelyard.routing.config import Contract, HealthSettings, RouteConfig
@@ -141,6 +142,7 @@ class Settings(_Section):
     aliases: dict[str, str] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -208,6 +210,12 @@ def check_route(route: RouteConfig, deployments: set[str]) -> None:
     for member in route.deployments:
         if member.name not in deployments:
             raise ValueError(f"route {route.name!r} names unknown deployment {member.name!r}")
+    semantic = route.cache.semantic if route.cache is not None else None
+    if semantic is not None and semantic.embedding not in deployments:
+        raise ValueError(
+            f"route {route.name!r}: cache.semantic.embedding {semantic.embedding!r} "
+            "is not a deployment"
+        )
     if route.learned is not None:
         from modelyard.routing.learned.serving import LearnedServing
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from modelyard.api.body import tags_of
 from modelyard.api.context import (
     ANSWER_STATUS,
     DEPLOYMENT_HEADER,
@@ -33,9 +34,9 @@ from modelyard.api.context import (
 )
 from modelyard.api.errors import stream_error_event
 from modelyard.api.learned import Cascade, learned_request, prompt_text, send_as_stream
+from modelyard.api.response_cache import RESPONSE_CACHE, Lookup
 from modelyard.errors import (
     GatewayError,
-    InvalidRequestError,
     UpstreamBadResponseError,
     UpstreamError,
 )
@@ -50,9 +51,6 @@ from modelyard.storage.request_log import RequestRecord
 from modelyard.types import ChatChunk, ChatRequest, ChatResponse, CompletionRequest, Usage
 from modelyard.wire import openai as wire
 from modelyard.wire.sse import DONE
-
-TAGS_HEADER = "X-Modelyard-Tags"
-MAX_TAGS = 16
 
 Pieces = AsyncGenerator[bytes, None]
 
@@ -95,31 +93,12 @@ class OpenAIEncoder:
         return stream_error_event(err)
 
 
-def tags_of(request: web.Request) -> str | None:
-    """The request's ``X-Modelyard-Tags: feature=search, env=prod`` as a JSON object, or None."""
-    header = request.headers.get(TAGS_HEADER)
-    if header is None:
-        return None
-    tags: dict[str, str] = {}
-    for item in header.split(","):
-        name, eq, value = item.partition("=")
-        name, value = name.strip(), value.strip()
-        if not eq or not name or len(name) > 64 or len(value) > 128:
-            raise InvalidRequestError(
-                f"{TAGS_HEADER} must be name=value pairs separated by commas "
-                "(names up to 64 characters, values up to 128)",
-                param=TAGS_HEADER,
-            )
-        tags[name] = value
-    if len(tags) > MAX_TAGS:
-        raise InvalidRequestError(f"{TAGS_HEADER} may carry {MAX_TAGS} tags at most")
-    return orjson.dumps(tags).decode()
-
-
 class Call:
     """Governance, timing and accounting of one request; one ledger row at the end."""
 
     __slots__ = (
+        "booked",
+        "cache",
         "cost",
         "endpoint",
         "logged",
@@ -129,6 +108,7 @@ class Call:
         "request",
         "reservation",
         "route",
+        "saved",
         "stream",
         "t0",
         "tags",
@@ -147,6 +127,9 @@ class Call:
         self.ttft: float | None = None
         self.usage = Usage()
         self.cost: int | None = None  # micro-dollars when several deployments were called
+        self.booked = 0  # the micro-dollars the ledger row got
+        self.cache: str | None = None  # "exact" | "semantic": answered from the cache
+        self.saved = 0
         self.logged = False
         self.reservation: Reservation | None = None
         self.route: str | None = None
@@ -194,6 +177,7 @@ class Call:
         cost = cost_micros(dep.prices, u) if dep is not None and dep.prices is not None else 0
         if self.cost is not None:
             cost = self.cost
+        self.booked = cost
         key = self.principal.key
         status = self.request[ANSWER_STATUS] = 499 if gone else error.status if error else 200
         app[GOVERNANCE].settle(self.principal, self.reservation, cost, u.total_tokens)
@@ -223,6 +207,8 @@ class Call:
                 self.tags,
                 cost,
                 (self.request.headers.get("X-Request-Id") or "")[:128] or None,
+                self.cache,
+                self.saved,
             )
         )
 
@@ -345,6 +331,10 @@ async def generate(
         call.done(error=err)
         raise
     learned = router.learned.get(plan.route.name)
+    cache = request.app[RESPONSE_CACHE]
+    found = await cache.lookup(request, plan, endpoint, body, call.principal.team_name)
+    if found is not None and found.entry is not None:
+        return await _replay(request, call, plan, found)
 
     async def once(p: Provider) -> tuple[Usage, bytes]:
         if relay is not None and relay.serves(p):
@@ -368,8 +358,11 @@ async def generate(
             cascade.offer(request.app[LEARNER], request[REQUEST_ID], chat, prompt)
             if streamed:
                 call.ttft = (time.perf_counter() - call.t0) * 1000
-                reply = await send_as_stream(request, call.provider.name, result, make_encoder())
+                reply, out = await send_as_stream(
+                    request, call.provider.name, result, make_encoder()
+                )
                 call.done()
+                _keep(call, found, out, stream=True)
                 return reply
             data = orjson.dumps(render(result))
         elif req.stream:
@@ -379,7 +372,11 @@ async def generate(
                     return relay.stream(call, p, path, body, req.include_usage)
                 return _translate(call, stream(p), make_encoder())
 
-            return await _serve_stream(request, call, plan, pieces, make_encoder)
+            sent: list[bytes] | None = [] if found is not None else None
+            reply = await _serve_stream(request, call, plan, pieces, make_encoder, sent)
+            if sent is not None and request[ANSWER_STATUS] == 200:
+                _keep(call, found, b"".join(sent), stream=True)
+            return reply
 
         else:
             call.provider, (call.usage, data) = await router.run(plan, once)
@@ -395,6 +392,7 @@ async def generate(
     finally:
         request.app[REQUEST_LOG].record_decision(plan.decision)
     call.done()
+    _keep(call, found, data, stream=False)
     return web.Response(
         body=data,
         headers={"Content-Type": "application/json", DEPLOYMENT_HEADER: call.provider.name},
@@ -446,12 +444,43 @@ def _usage_of(body: bytes, deployment: str) -> Usage:
     return Usage()
 
 
+def _keep(call: Call, found: Lookup | None, data: bytes, *, stream: bool) -> None:
+    """A cacheable request's whole answer goes to the cache."""
+    if found is not None and call.provider is not None:
+        cache = call.request.app[RESPONSE_CACHE]
+        name = call.provider.name
+        cache.keep(found, call.endpoint, name, data, call.usage, call.booked, stream=stream)
+
+
+async def _replay(
+    request: web.Request, call: Call, plan: Plan, found: Lookup
+) -> web.StreamResponse:
+    """A cache hit: the stored answer, nothing routed or called, booked with what it saved."""
+    entry = found.entry
+    assert entry is not None
+    call.route = plan.route.name
+    plan.decision.team = call.principal.team_name
+    plan.decision.chosen = entry.deployment
+    call.provider = request.app[ROUTER].providers.get(entry.deployment)
+    call.cache, call.saved = found.how, entry.cost_micros
+    try:
+        reply = await request.app[RESPONSE_CACHE].replay(request, found)
+    except (asyncio.CancelledError, ConnectionError):
+        call.done(gone=True)
+        raise
+    finally:
+        request.app[REQUEST_LOG].record_decision(plan.decision)
+    call.done()
+    return reply
+
+
 async def _serve_stream(
     request: web.Request,
     call: Call,
     plan: Plan,
     pieces: Callable[[Provider], Pieces],
     encoder: Callable[[], ChunkEncoder],
+    sent: list[bytes] | None = None,
 ) -> web.StreamResponse:
     async def first_piece(p: Provider) -> tuple[bytes, Pieces]:
         it = pieces(p)
@@ -473,8 +502,12 @@ async def _serve_stream(
     try:
         await response.prepare(request)
         await response.write(first)
+        if sent is not None:
+            sent.append(first)
         async for piece in rest:
             await response.write(piece)
+            if sent is not None:
+                sent.append(piece)
     except GatewayError as err:
         if isinstance(err, UpstreamError):
             router.health[call.provider.name].failed(time.monotonic())

@@ -167,12 +167,12 @@ def learned_request(route: str, req: ChatRequest | CompletionRequest) -> ChatReq
 
 async def send_as_stream(
     request: web.Request, deployment: str, response: ChatResponse, encoder: ChunkEncoder
-) -> web.StreamResponse:
-    """A whole answer sent as the stream the client asked for, in its wire format."""
+) -> tuple[web.StreamResponse, bytes]:
+    """A whole answer sent as the stream the client asked for, in its wire format; the bytes."""
     reply = web.StreamResponse(headers=SSE_HEADERS)
     reply.headers["X-Request-Id"] = request[REQUEST_ID]
     reply.headers[DEPLOYMENT_HEADER] = deployment
     await reply.prepare(request)
     out = b"".join(encoder.feed(c) for c in response_chunks(response)) + encoder.close()
     await reply.write(out)
-    return reply
+    return reply, out

@@ -83,7 +83,8 @@ def spend_report(
     query = urllib.parse.urlencode({"group_by": by, "since": since})
     data = _get(f"{url.rstrip('/')}/admin/spend?{query}", key)
     table = Table(title=f"Spend by {by}, last {hours:g} h")
-    for column in (by, "requests", "errors", "input tokens", "output tokens", "cost (USD)"):
+    columns = (by, "requests", "errors", "input tokens", "output tokens", "cost (USD)")
+    for column in (*columns, "cache hits", "saved (USD)"):
         table.add_column(column, justify="left" if column == by else "right")
     for row in data["rows"]:
         table.add_row(
@@ -93,9 +94,20 @@ def spend_report(
             str(row["input_tokens"]),
             str(row["output_tokens"]),
             f"{row['cost_micros'] / 1e6:.6f}",
+            f"{row['cache_hits']} ({row['cache_hit_rate']:.0%})",
+            f"{row['saved_micros'] / 1e6:.6f}",
         )
     total = data["total"]
-    table.add_row("total", str(total["requests"]), "", "", "", f"{total['cost_micros'] / 1e6:.6f}")
+    table.add_row(
+        "total",
+        str(total["requests"]),
+        "",
+        "",
+        "",
+        f"{total['cost_micros'] / 1e6:.6f}",
+        str(total["cache_hits"]),
+        f"{total['saved_micros'] / 1e6:.6f}",
+    )
     Console().print(table)
 
 

@@ -31,6 +31,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from modelyard.cache.config import RouteCache
+
 Interaction = Literal["stateless", "stateful"]
 PolicyName = Literal["fallback", "weighted", "latency", "cost"]
 POLICIES: tuple[PolicyName, ...] = ("fallback", "weighted", "latency", "cost")
@@ -131,6 +133,7 @@ class RouteConfig(_Section):
     timeout: float | None = Field(default=None, gt=0)
     hedge: Hedge | None = None
     learned: LearnedRoute | None = None
+    cache: RouteCache | None = None  # response caching (``modelyard.cache.config``)
 
     @field_validator("deployments", mode="before")
     @classmethod

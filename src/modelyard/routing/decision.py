@@ -51,6 +51,7 @@ class Decision:
     ts: float = field(default_factory=time.time)
     team: str | None = None  # whose request it was: only that team may read the decision
     learned: dict[str, Any] | None = None  # a learned route's point, cascade and scores
+    cache: dict[str, Any] | None = None  # the response cache's lookup: hit or miss, and how
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,4 +78,5 @@ class Decision:
             "chosen": self.chosen,
             "error": self.error,
             **({"learned": self.learned} if self.learned is not None else {}),
+            **({"cache": self.cache} if self.cache is not None else {}),
         }

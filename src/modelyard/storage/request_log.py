@@ -66,6 +66,8 @@ class RequestRecord(NamedTuple):
     tags: str | None = None  # JSON object
     cost_micros: int = 0
     client_request_id: str | None = None
+    cache: str | None = None  # "exact" or "semantic": answered from the response cache
+    saved_micros: int = 0  # what a cache hit would have cost
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -232,8 +234,8 @@ class RequestLog:
         for path in self.spool.backlog():
             rows = []
             for line in Spool.read(path):
-                try:
-                    rows.append(tuple(orjson.loads(line)))
+                try:  # a row spooled before a column was added gets its default
+                    rows.append(tuple(RequestRecord(*orjson.loads(line))))
                 except orjson.JSONDecodeError:
                     log.warning("ledger: a damaged line in %s is skipped", path.name)
             for i in range(0, len(rows), _MAX_BATCH):

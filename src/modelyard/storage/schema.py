@@ -50,6 +50,9 @@ requests_table = Table(
     Column("audio_output_tokens", Integer, nullable=False, default=0),
     Column("cost_micros", BigInteger, nullable=False, default=0),  # integer micro-dollars
     Column("client_request_id", String(128)),
+    # response caching (revision 0006): a hit costs nothing and books what it saved
+    Column("cache", String(16)),
+    Column("saved_micros", BigInteger, nullable=False, default=0),
     Index("ux_requests_id", "id", unique=True),  # exactly one ledger row per request
     Index("ix_requests_ts", "ts"),
     Index("ix_requests_key_ts", "key_id", "ts"),  # a budget's spend, read at period start
