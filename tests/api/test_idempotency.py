@@ -445,6 +445,9 @@ async def test_an_unreachable_store_is_503_not_a_silent_second_call() -> None:
         (b'data: {"x": 1}\n\ndata: [DONE]\n\n', True),
         (b"event: message_delta\ndata: {}\n\nevent: message_stop\ndata: {}\n\n", True),
         (b"event: response.completed\ndata: {}\n\n", True),
+        # regression: response.completed carries the whole response, longer than the
+        # 512-byte tail that used to be read, which then missed its event line
+        (b'event: response.completed\ndata: {"text": "' + b"x" * 2000 + b'"}\n\n', True),
         (b'data: {"x": 1}\n\n', False),  # cut before its end
         (b'data: {"error": {"message": "upstream failed"}}\n\n', False),
     ],

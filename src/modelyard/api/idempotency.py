@@ -47,6 +47,7 @@ from typing import Any
 from aiohttp import web
 
 from modelyard.api.context import ANSWER_STATUS, DEPLOYMENT_HEADER, PRINCIPAL, REQUEST_ID
+from modelyard.cache.replay import ends_whole
 from modelyard.errors import ConflictError, GatewayError, InvalidRequestError, UnprocessableError
 from modelyard.storage.idempotency import IdempotencyStore, StoredAnswer, StoreUnavailableError
 
@@ -182,10 +183,6 @@ async def _idempotent(
     return response
 
 
-#: the last event of a whole stream, per wire format (OpenAI, Anthropic, Responses)
-_STREAM_ENDS = (b"data: [DONE]", b"event: message_stop", b"event: response.completed")
-
-
 def _ended(request: web.Request, capture: _Capture) -> bool:
     """Whether a stream whose handler did not return had sent all of its answer.
 
@@ -197,9 +194,9 @@ def _ended(request: web.Request, capture: _Capture) -> bool:
         return True
     if not capture.chunks or capture.size > MAX_ANSWER_BYTES:
         return False
-    tail = b"".join(capture.chunks[-3:])[-512:].rstrip()
-    last = tail[tail.rfind(b"\n\n") + 2 :] if b"\n\n" in tail else tail
-    return last.startswith(_STREAM_ENDS)
+    # the whole last event: a Responses stream's response.completed carries the whole
+    # response, so a fixed-size tail missed its event line
+    return ends_whole(b"".join(capture.chunks))
 
 
 def _answer_of(
