@@ -11,11 +11,19 @@ models at the same cost, random routing, a k-nearest-neighbour router on MiniLM
 embeddings (``--no-knn`` skips it) and the oracle. With two models it also prints
 APGR (RouteLLM's normalised area under quality vs strong-call share). Finally it
 times the routing decision for one prompt.
+
+``--cv REPS`` looks at the fit half only (for choosing anything about the router
+without touching the held-out half): REPS times over, 5 folds of the fit half are
+each routed by a router fitted on the other four, at the best-estimated point within
+each budget (a share of the cost of the model best on those four folds); it prints
+quality and cost share per budget, pooled over the folds, against the best single
+model of the fit half, and how far the points' estimated quality ran above it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -28,10 +36,13 @@ from typing import Any
 import numpy as np
 
 from modelyard.routing.learned.features import CalledAnswer
+from modelyard.routing.learned.fit import fit_router
 from modelyard.routing.learned.policy import CascadePolicy, Stop
+from modelyard.routing.learned.replay import replay
 from modelyard.routing.learned.store import load_router
 from modelyard.routing.learned.table import (
     OutcomeTable,
+    Price,
     PromptRecord,
     load_prices,
     load_table,
@@ -133,6 +144,53 @@ def decision_latency(router_path: Path, test: OutcomeTable, models: list[str] | 
     )
 
 
+CV_BUDGETS = (0.05, 0.10, 0.15, 0.20, 0.25, 0.35, 0.50)
+
+
+def fit_half_cv(train: OutcomeTable, prices: dict[str, Price], reps: int, folds: int = 5) -> None:
+    """Quality at each budget in ``CV_BUDGETS``, routed out of fold within the fit half."""
+    models, n = list(train.models), len(train.records)
+    quality = np.array([[r.outcomes[m].quality for m in models] for r in train.records], float)
+    cost = np.array([[prices[m].cost(r.outcomes[m]) for m in models] for r in train.records])
+    best = max(range(len(models)), key=lambda j: (quality[:, j].mean(), -cost[:, j].mean()))
+    got = np.zeros((reps, len(CV_BUDGETS), 2))
+    optimism = np.zeros((reps, len(CV_BUDGETS)))
+    for rep in range(reps):
+        fold = np.random.default_rng(100 + rep).permutation(n) % folds
+        q, c = np.zeros((len(CV_BUDGETS), n)), np.zeros((len(CV_BUDGETS), n))
+        for f in range(folds):
+            inner = OutcomeTable(tuple(train.records[i] for i in range(n) if fold[i] != f))
+            held = [i for i in range(n) if fold[i] == f]
+            router = fit_router(inner, prices, seed=rep)
+            front = router.frontier()
+            rest = fold != f
+            top = max(
+                range(len(models)), key=lambda j: (quality[rest, j].mean(), -cost[rest, j].mean())
+            )
+            chosen = []
+            for budget in CV_BUDGETS:
+                within = [p for p in front if p.est_cost <= budget * cost[rest, top].mean()]
+                chosen.append(within[-1] if within else front[0])
+            table = OutcomeTable(tuple(train.records[i] for i in held))
+            at = {r.id: i for i, r in zip(held, table.records, strict=True)}
+            for d in asyncio.run(replay(router, table, chosen)):
+                i, b = at[d["id"]], int(d["point"])
+                q[b, i] = quality[i, models.index(d["answer_from"])]
+                c[b, i] = sum(cost[i, models.index(m)] for m in d["called"])
+            for b, point in enumerate(chosen):
+                optimism[rep, b] += (point.est_quality - q[b, held].mean()) / folds
+        got[rep, :, 0], got[rep, :, 1] = q.mean(axis=1), c.mean(axis=1) / cost[:, best].mean()
+    best_q = quality[:, best].mean()
+    print(f"fit half: {n} prompts; best single {models[best]}: quality {best_q:.4f}")
+    print(f"out of fold ({reps} x {folds} folds), at the best-estimated point within each budget:")
+    for b, budget in enumerate(CV_BUDGETS):
+        print(
+            f"  budget {budget:4.0%}: quality {got[:, b, 0].mean():.4f} "
+            f"({got[:, b, 0].mean() - best_q:+.4f} vs best), cost {got[:, b, 1].mean():6.1%} "
+            f"of best; estimates ran {optimism[:, b].mean():+.4f} high"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table", type=Path)
@@ -142,10 +200,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--knn", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--cv", type=int, default=0, metavar="REPS")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="router-eval-"))
     train_path, test_path, blind_path = split(args.table, args.seed, work)
+    if args.cv:
+        train = load_table(train_path)
+        fit_half_cv(train.restricted(args.models.split(",")) if args.models else train,
+                    load_prices(args.prices), args.cv)  # fmt: skip
+        return
     pool = ["--models", args.models] if args.models else []
     router_path, decisions_path = work / "router.npz", work / "decisions.jsonl"
     cli("fit", str(train_path), "--prices", str(args.prices), "-o", str(router_path), *pool)

@@ -6,8 +6,14 @@
    taken cheapest first, in every ordered combination up to ``max_chain`` long.
 3. Per cascade prefix and called model, a logistic model of that model's
    correctness from the answer features (format, length, agreement).
-4. Each cascade is simulated out of fold over a grid of thresholds; the points
+4. Per prefix, a calibration of the best answer's score (``calibrate``), and per
+   prefix and next model, the weight that makes the stop rule cost-aware
+   (``escalation_weight``).
+5. Each cascade is simulated out of fold over a grid of thresholds; the points
    not beaten on both cost and quality are kept, per cascade.
+
+Every penalty (steps 1 and 3) is chosen per model by the out-of-fold loss over the
+same folds, from the fixed grids below; nothing is tuned on data the caller holds out.
 
 Fitting needs numpy and scipy; serving (``model``, ``policy``) does not.
 Nothing here knows a task or a model name.
@@ -37,7 +43,9 @@ from modelyard.routing.learned.model import (
     Prefix,
     PromptModel,
     StageModel,
+    calibrated,
     pick_answer,
+    stop_score,
 )
 from modelyard.routing.learned.table import (
     OutcomeTable,
@@ -47,6 +55,11 @@ from modelyard.routing.learned.table import (
 )
 
 Array = npt.NDArray[np.float64]
+
+# Ridge penalties tried per model (prompt features are l2-normalised, so the Gram
+# diagonal is 1) and per stage model (times 1/n on standardised answer features).
+PROMPT_PENALTIES = (1.0, 3.0, 10.0, 30.0, 100.0, 1000.0)
+STAGE_PENALTIES = (1.0, 10.0, 100.0)
 
 
 def _logistic(x: Array, y: Array, penalty: float = 1.0) -> tuple[Array, float]:
@@ -82,15 +95,21 @@ def _logistic(x: Array, y: Array, penalty: float = 1.0) -> tuple[Array, float]:
     return beta[:-1], float(beta[-1])
 
 
-def _ridge_dual(x: csr_matrix, y: Array, penalty: float) -> tuple[Array, Array]:
-    """Weights (buckets x outputs) and biases of ridge regressions of every column of ``y``.
+def _ridge_path(x: csr_matrix, y: Array, penalties: Sequence[float]) -> list[tuple[Array, Array]]:
+    """Weights (buckets x outputs) and biases of ridge regressions of every column of ``y``,
+    at every penalty.
 
-    Solved in the dual, so the cost grows with prompts, not with hash buckets.
+    Solved in the dual, so the cost grows with prompts, not with hash buckets; one
+    eigendecomposition of the Gram matrix serves every penalty.
     """
     bias = y.mean(axis=0)
-    gram = (x @ x.T).toarray()
-    alpha = np.linalg.solve(gram + penalty * np.eye(x.shape[0]), y - bias)
-    return np.asarray(x.T @ alpha), bias
+    values, vectors = np.linalg.eigh((x @ x.T).toarray())
+    projected = vectors.T @ (y - bias)
+    dual = x.T @ vectors  # buckets x prompts, sparse times dense
+    return [
+        (np.asarray(dual @ (projected / (values + penalty)[:, None])), bias)
+        for penalty in penalties
+    ]
 
 
 def _compact(weights: Array) -> array[float]:
@@ -134,18 +153,36 @@ class _Fitter:
         self.prompts = _prompt_matrix([r.prompt for r in self.records])
         self.numbers = [prompt_numbers(r.prompt) for r in self.records]
         self.prompt_models: dict[str, PromptModel] = {}
+        self.prompt_penalty: dict[str, float] = {}
+        self.stage_penalty: dict[tuple[Prefix, str], float] = {}
         self.oof_estimates = np.zeros((n, len(self.models)))
         self.stages: dict[tuple[Prefix, str], StageModel] = {}
         self.oof_confidence: dict[tuple[Prefix, str], Array] = {}
+        self.calibration: dict[Prefix, tuple[float, float]] = {}
+        self.picks: dict[Prefix, tuple[Array, Array]] = {}
+        self.escalation: dict[tuple[Prefix, str], float] = {}
 
-    def fit_prompt_models(self, penalty: float = 1.0) -> None:
-        weights, bias = _ridge_dual(self.prompts, self.quality, penalty)
-        for j, model in enumerate(self.models):
-            self.prompt_models[model] = PromptModel(_compact(weights[:, j]), float(bias[j]))
+    def fit_prompt_models(self, penalties: Sequence[float] = PROMPT_PENALTIES) -> None:
+        """Per model, the ridge penalty with the least out-of-fold squared error.
+
+        Where the prompt says little about a model's quality, a large penalty wins and the
+        estimate stays near the model's mean rather than feeding noise to the stages.
+        """
+        n, m = self.quality.shape
+        oof = np.zeros((len(penalties), n, m))
         for f in range(self.n_folds):
             train, test = self.folds != f, self.folds == f
-            weights, bias = _ridge_dual(self.prompts[train], self.quality[train], penalty)
-            self.oof_estimates[test] = self.prompts[test] @ weights + bias
+            fitted = _ridge_path(self.prompts[train], self.quality[train], penalties)
+            for p, (weights, bias) in enumerate(fitted):
+                oof[p][test] = self.prompts[test] @ weights + bias
+        error = ((oof - self.quality) ** 2).mean(axis=1)  # penalties x models
+        chosen = error.argmin(axis=0)
+        self.oof_estimates = oof[chosen, :, np.arange(m)].T
+        fitted = _ridge_path(self.prompts, self.quality, penalties)
+        for j, model in enumerate(self.models):
+            weights, bias = fitted[chosen[j]]
+            self.prompt_models[model] = PromptModel(_compact(weights[:, j]), float(bias[j]))
+            self.prompt_penalty[model] = float(penalties[chosen[j]])
 
     def fit_stage(self, prefix: Prefix) -> None:
         index = {m: self.models.index(m) for m in prefix}
@@ -166,13 +203,66 @@ class _Fitter:
         feats = np.array(rows, float)  # prompts x called models x features
         for k, model in enumerate(prefix):
             x, y = feats[:, k, :], self.quality[:, index[model]]
-            self.stages[(prefix, model)] = _stage_model(x, y)
-            oof = np.zeros(len(y))
+            oof = np.zeros((len(STAGE_PENALTIES), len(y)))
             for f in range(self.n_folds):
                 train, test = self.folds != f, self.folds == f
-                stage = _stage_model(x[train], y[train])
-                oof[test] = [stage.probability(row) for row in x[test]]
-            self.oof_confidence[(prefix, model)] = oof
+                for p, penalty in enumerate(STAGE_PENALTIES):
+                    stage = _stage_model(x[train], y[train], penalty)
+                    oof[p, test] = _stage_probability(stage, x[test])
+            clipped = np.clip(oof, 1e-9, 1 - 1e-9)
+            loss = -(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)).mean(axis=1)
+            best = int(loss.argmin())
+            self.stages[(prefix, model)] = _stage_model(x, y, STAGE_PENALTIES[best])
+            self.stage_penalty[(prefix, model)] = STAGE_PENALTIES[best]
+            self.oof_confidence[(prefix, model)] = oof[best]
+
+    def calibrate(self, prefix: Prefix) -> None:
+        """Per prefix, a logistic map from the pick's score to the chance it is right.
+
+        The noisy-or of ``pick_answer`` counts agreeing models as independent witnesses,
+        and the stage models already weigh agreement, so raw scores run high, the more so
+        the more models were called; once calibrated, one threshold means the same chance
+        of a right answer at every stage of a cascade.
+        """
+        conf = {m: self.oof_confidence[(prefix, m)] for m in prefix}
+        picks = [
+            pick_answer(
+                {m: record.outcomes[m].answer for m in prefix},
+                {m: float(conf[m][i]) for m in prefix},
+            )
+            for i, record in enumerate(self.records)
+        ]
+        score = np.array([s for _, s in picks])
+        chosen = np.array([self.models.index(model) for model, _ in picks])
+        right = self.quality[np.arange(len(chosen)), chosen]
+        clipped = np.clip(score, 1e-6, 1 - 1e-6)
+        coef, bias = _logistic(np.log(clipped / (1 - clipped))[:, None], right)
+        self.calibration[prefix] = (float(coef[0]), bias)
+        self.picks[prefix] = (
+            np.array([calibrated(s, self.calibration[prefix]) for s in score]),
+            chosen,
+        )
+
+    def escalation_weight(self, prefix: Prefix, following: str) -> float:
+        """What one more doubt is worth before calling ``following`` after ``prefix``.
+
+        Calling it gains about ``alpha * (1 - p)`` in quality (``p``: the calibrated chance
+        that the best answer so far is right; ``alpha`` fitted out of fold); divided by the
+        call's mean cost (relative to the pool's), a threshold on ``1 - weight * (1 - p)``
+        stops before a dear call sooner than before a cheap one that helps as much.
+        """
+        key = (prefix, following)
+        if key not in self.escalation:
+            p, now = self.picks[prefix]
+            _, after = self.picks[(*prefix, following)]
+            rows = np.arange(len(now))
+            gain = self.quality[rows, after] - self.quality[rows, now]
+            doubt = 1.0 - p
+            alpha = max(float(gain @ doubt) / max(float(doubt @ doubt), 1e-12), 1e-3)
+            pool = float(self.cost.mean())
+            dear = float(self.cost[:, self.models.index(following)].mean())
+            self.escalation[key] = alpha * pool / max(dear, pool * 1e-6) if pool > 0 else alpha
+        return self.escalation[key]
 
     def simulate(self, chain: Prefix) -> list[OperatingPoint]:
         n = len(self.records)
@@ -180,16 +270,12 @@ class _Fitter:
         total = np.zeros(n)
         for k in range(len(chain)):
             prefix = chain[: k + 1]
-            conf = {m: self.oof_confidence[(prefix, m)] for m in prefix}
-            picks = [
-                pick_answer(
-                    {m: self.records[i].outcomes[m].answer for m in prefix},
-                    {m: float(conf[m][i]) for m in prefix},
-                )
-                for i in range(n)
-            ]
-            best_q.append(np.array([score for _, score in picks]))
-            best_j.append(np.array([self.models.index(model) for model, _ in picks]))
+            score, chosen = self.picks[prefix]
+            if k + 1 < len(chain):
+                weight = self.escalation_weight(prefix, chain[k + 1])
+                score = np.array([stop_score(p, weight) for p in score])
+            best_q.append(score)
+            best_j.append(chosen)
             total = total + self.cost[:, self.models.index(chain[k])]
             spent.append(total)
         if len(chain) == 1:
@@ -197,16 +283,17 @@ class _Fitter:
         else:
             pooled = np.concatenate(best_q[:-1])
             grid = np.quantile(pooled, np.linspace(0, 1, 65))
-            thresholds = sorted({0.0, 1.01, *(round(float(t), 6) for t in grid)})
+            thresholds = sorted({1.01, *(round(float(t), 12) for t in grid)})
+        rows = np.arange(n)
+        answers = np.stack(best_j, axis=1)
+        costs = np.stack(spent, axis=1)
         points = []
         for t in thresholds:
             stop = np.full(n, len(chain) - 1)
             for k in reversed(range(len(chain) - 1)):
                 stop = np.where(best_q[k] >= t, k, stop)
-            rows = np.arange(n)
-            answer_j = np.stack(best_j, axis=1)[rows, stop]
-            cost = float(np.stack(spent, axis=1)[rows, stop].mean())
-            quality = float(self.quality[rows, answer_j].mean())
+            cost = float(costs[rows, stop].mean())
+            quality = float(self.quality[rows, answers[rows, stop]].mean())
             points.append(OperatingPoint(chain, t, cost, quality))
         points.sort(key=lambda p: (p.est_cost, -p.est_quality))
         kept: list[OperatingPoint] = []
@@ -216,11 +303,17 @@ class _Fitter:
         return kept
 
 
-def _stage_model(x: Array, y: Array) -> StageModel:
+def _stage_probability(stage: StageModel, x: Array) -> Array:
+    """``stage.probability`` of every row of ``x`` at once."""
+    z = ((x - np.array(stage.mean)) / np.array(stage.scale)) @ np.array(stage.coef) + stage.bias
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))))
+
+
+def _stage_model(x: Array, y: Array, penalty: float) -> StageModel:
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
-    coef, bias = _logistic((x - mean) / scale, y)
+    coef, bias = _logistic((x - mean) / scale, y, penalty)
     return StageModel(mean.tolist(), scale.tolist(), coef.tolist(), bias)
 
 
@@ -257,11 +350,23 @@ def fit_router(
     ]
     for prefix in sorted({c[:k] for c in chains for k in range(1, len(c) + 1)}):
         fitter.fit_stage(prefix)
+        fitter.calibrate(prefix)
     points = [p for chain in chains for p in fitter.simulate(chain)]
     return LearnedRouter(
         models=pool,
         prompt_models=fitter.prompt_models,
         stages=fitter.stages,
+        calibration=fitter.calibration,
+        escalation=fitter.escalation,
         points=tuple(points),
-        meta={"seed": seed, "prompts": len(table.records), "candidates": candidates},
+        meta={
+            "seed": seed,
+            "prompts": len(table.records),
+            "candidates": candidates,
+            "prompt_penalty": fitter.prompt_penalty,
+            "stage_penalty": {
+                f"{p:g}": sum(1 for v in fitter.stage_penalty.values() if v == p)
+                for p in STAGE_PENALTIES
+            },
+        },
     )

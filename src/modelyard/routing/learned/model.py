@@ -3,8 +3,10 @@
 ``LearnedRouter`` holds, per model, a linear model of the chance that the model
 answers a prompt well (from the prompt alone), and per cascade stage a linear
 model of the chance that a called model's answer is right given what every
-called model answered. An ``OperatingPoint`` is a cascade (models in calling
-order) and a confidence threshold; points run from cheapest to best quality.
+called model answered; per prefix, a calibration of the best answer's score, and
+per prefix and next model, a weight that makes stopping cost-aware. An
+``OperatingPoint`` is a cascade (models in calling order) and a threshold on that
+stop score; points run from cheapest to best quality.
 Pure Python: serving reads this without numpy. Not here: fitting (``fit``),
 the calling loop (``policy``) or files (``store``).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from modelyard.routing.learned.features import (
     CalledAnswer,
@@ -26,6 +28,23 @@ from modelyard.routing.learned.features import (
 
 def sigmoid(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+IDENTITY = (1.0, 0.0)
+
+
+def calibrated(score: float, calibration: tuple[float, float] = IDENTITY) -> float:
+    """``score`` mapped through a logistic ``(slope, intercept)`` on its log-odds."""
+    if calibration == IDENTITY:
+        return score
+    slope, intercept = calibration
+    p = min(max(score, 1e-6), 1.0 - 1e-6)
+    return sigmoid(slope * math.log(p / (1.0 - p)) + intercept)
+
+
+def stop_score(probability: float, weight: float = 1.0) -> float:
+    """What a threshold is compared with: 1 less the weighted doubt (``probability`` at 1)."""
+    return 1.0 - weight * (1.0 - probability)
 
 
 def pick_answer(
@@ -100,6 +119,10 @@ class LearnedRouter:
     stages: Mapping[tuple[Prefix, str], StageModel]
     points: tuple[OperatingPoint, ...]
     meta: Mapping[str, object]
+    # Per prefix, the calibration of the best answer's score; per prefix and the model
+    # called next, the weight of the doubt in the stop rule. Missing: identity, 1.
+    calibration: Mapping[Prefix, tuple[float, float]] = field(default_factory=dict)
+    escalation: Mapping[tuple[Prefix, str], float] = field(default_factory=dict)
 
     def prompt_estimates(self, prompt: str, models: Iterable[str]) -> dict[str, float]:
         features = prompt_features(prompt)
@@ -117,6 +140,16 @@ class LearnedRouter:
             )
             for c in called
         }
+
+    def stop_score(self, prefix: Prefix, following: str, score: float) -> float:
+        """The statistic a point's threshold is compared with before calling ``following``.
+
+        ``score`` is ``pick_answer``'s for the answers of ``prefix``: calibrated, it is the
+        chance that the best answer is right; weighted, its doubt counts for more before a
+        call that pays off and for less before a dear one.
+        """
+        chance = calibrated(score, self.calibration.get(prefix, IDENTITY))
+        return stop_score(chance, self.escalation.get((prefix, following), 1.0))
 
     def frontier(self, models: Iterable[str] | None = None) -> list[OperatingPoint]:
         """Points using only ``models``, without any beaten on both cost and quality."""

@@ -39,8 +39,9 @@ class Routed:
 class CascadePolicy:
     """Call the point's models cheapest first; stop once the best answer looks right enough.
 
-    Models giving the same answer vote together (``pick_answer``); the threshold is
-    the operating point's.
+    Models giving the same answer vote together (``pick_answer``); their score,
+    calibrated and weighed against the next call (``LearnedRouter.stop_score``), is
+    compared with the operating point's threshold.
     """
 
     def __init__(self, router: LearnedRouter, point: OperatingPoint):
@@ -62,9 +63,12 @@ class CascadePolicy:
             estimates = self.router.prompt_estimates(prompt, (c.model for c in called))
         confidence = self.router.confidences(prompt, called, estimates)
         best, score = pick_answer({c.model: c.answer for c in called}, confidence)
-        if score >= self.point.threshold or len(called) == len(chain):
+        if len(called) == len(chain):
             return Stop(best)
-        return Call(chain[len(called)])
+        following = chain[len(called)]
+        if self.router.stop_score(chain[: len(called)], following, score) >= self.point.threshold:
+            return Stop(best)
+        return Call(following)
 
     async def run(self, prompt: str, call: Callable[[str], Awaitable[CalledAnswer]]) -> Routed:
         called: list[CalledAnswer] = []

@@ -1,8 +1,9 @@
 """The router file: one ``.npz`` holding a JSON header and the prompt weights.
 
 Arrays only, read with ``allow_pickle=False``: loading a router never runs code.
-``header`` (UTF-8 JSON bytes) holds the models, stage models, operating points and
-what the router was fitted on; ``prompt_weights`` is models x hash buckets.
+``header`` (UTF-8 JSON bytes) holds the models, stage models, calibrations,
+escalation weights, operating points and what the router was fitted on;
+``prompt_weights`` is models x hash buckets.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ from modelyard.routing.learned.model import (
     StageModel,
 )
 
-FORMAT = "modelyard-learned-router/1"
+FORMAT = "modelyard-learned-router/2"
+# Version 1 had no calibration or escalation weights: it loads with neither, and decides
+# as it did when it was fitted.
+READABLE = (FORMAT, "modelyard-learned-router/1")
 
 
 def save_router(router: LearnedRouter, path: Path) -> None:
@@ -43,6 +47,14 @@ def save_router(router: LearnedRouter, path: Path) -> None:
                 "bias": s.bias,
             }
             for (prefix, model), s in router.stages.items()
+        ],
+        "calibration": [
+            {"prefix": list(prefix), "slope": slope, "intercept": intercept}
+            for prefix, (slope, intercept) in router.calibration.items()
+        ],
+        "escalation": [
+            {"prefix": list(prefix), "next": following, "weight": weight}
+            for (prefix, following), weight in router.escalation.items()
         ],
         "points": [
             {
@@ -68,7 +80,7 @@ def load_router(path: Path) -> LearnedRouter:
             weights = data["prompt_weights"]
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"not a router file: {exc}", source=str(path)) from None
-    if header.get("format") != FORMAT:
+    if header.get("format") not in READABLE:
         raise ConfigError(f"unknown router format {header.get('format')!r}", source=str(path))
     if header["answer_features"] != list(ANSWER_FEATURES) or (
         header["prompt_buckets"] != PROMPT_BUCKETS
@@ -89,6 +101,14 @@ def load_router(path: Path) -> LearnedRouter:
                 s["mean"], s["scale"], s["coef"], float(s["bias"])
             )
             for s in header["stages"]
+        },
+        calibration={
+            tuple(c["prefix"]): (float(c["slope"]), float(c["intercept"]))
+            for c in header.get("calibration", [])
+        },
+        escalation={
+            (tuple(e["prefix"]), e["next"]): float(e["weight"])
+            for e in header.get("escalation", [])
         },
         points=tuple(
             OperatingPoint(
