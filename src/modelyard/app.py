@@ -21,6 +21,7 @@ from modelyard.api import (
     learned_admin,
     openai_api,
     responses_api,
+    ui_api,
 )
 from modelyard.api.auth import auth_middleware
 from modelyard.api.context import (
@@ -29,6 +30,7 @@ from modelyard.api.context import (
     KEY_RING,
     LEARNER,
     MAX_BODY_BYTES,
+    OBSERVABILITY,
     REQUEST_LOG,
     ROUTE_STORE,
     ROUTER,
@@ -46,6 +48,7 @@ from modelyard.governance.gate import Governance
 from modelyard.governance.keys import ADMIN_KEY_ENV, KeyHasher, load_secret
 from modelyard.governance.prices import resolve_prices
 from modelyard.governance.store import GovernanceStore
+from modelyard.observability.hub import observe
 from modelyard.providers.base import Provider
 from modelyard.providers.registry import HOSTS
 from modelyard.providers.transport import Transport
@@ -136,6 +139,7 @@ def create_app(settings: Settings) -> web.Application:
     app[TRANSPORT] = transport
     router = app[ROUTER] = Router(settings, providers)
     router.on_refusal = request_log.record_decision
+    app[OBSERVABILITY] = observe(app, settings.observability, router, governance, request_log)
     shared_health = None
     if redis is not None:
         from modelyard.routing.shared_health import SharedHealth  # imports redis too
@@ -189,6 +193,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes())
     app.add_routes(governance_admin.routes())
     app.add_routes(learned_admin.routes())
+    ui_api.setup(app)  # the dashboard at /ui
     return app
 
 

@@ -29,6 +29,7 @@ from pydantic import (
 
 from modelyard.cache.config import CacheSettings
 from modelyard.errors import ConfigError, MissingCredentialError
+from modelyard.observability.config import ObservabilitySettings
 from modelyard.providers.registry import HOSTS, NATIVE_PROVIDERS
 from modelyard.routing.config import Contract, HealthSettings, RouteConfig
 
@@ -143,6 +144,7 @@ class Settings(_Section):
     routes: list[RouteConfig] = Field(default_factory=list)
     health: HealthSettings = Field(default_factory=HealthSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -322,7 +324,14 @@ def load_settings(
     for key, value in (overrides or {}).items():
         if value is not None:
             server[key] = value
-    data = {**data, "server": server}
+    observability = data.get("observability") or {}
+    for key, var in (
+        ("otlp_endpoint", "MODELYARD_OTLP_ENDPOINT"),
+        ("log_format", "MODELYARD_LOG_FORMAT"),
+    ):
+        if environ.get(var) and isinstance(observability, dict):  # else validation says why
+            observability = {**observability, key: environ[var].strip()}
+    data = {**data, "server": server, "observability": observability}
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

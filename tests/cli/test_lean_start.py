@@ -10,7 +10,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("numpy", "scipy", "genai_prices", "redis", "modelyard.evals", "openai", "torch")
+HEAVY = (
+    "numpy",
+    "scipy",
+    "genai_prices",
+    "redis",
+    "modelyard.evals",
+    "openai",
+    "torch",
+    "opentelemetry",  # imported only when an OTLP endpoint is configured
+)
 
 
 def test_the_cli_and_the_app_import_no_heavy_library() -> None:

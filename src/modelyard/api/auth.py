@@ -1,9 +1,10 @@
 """Authentication of every request, in one middleware: a client key, an admin key, or none.
 
-Health probes (and later metrics) are open; ``/admin/...`` needs an admin key;
+Health probes and ``/metrics`` are open; ``/admin/...`` needs an admin key;
 everything else needs a client key unless the gateway is in its open embedded
-mode (``governance.auth``). The principal is put on the request for the
-handlers: ``request[PRINCIPAL]``.
+mode (``governance.auth``). The dashboard's paths (``/ui``) have their own check,
+a session cookie or an admin key (``ui.session.dashboard_auth``). The principal is
+put on the request for the handlers: ``request[PRINCIPAL]``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 from modelyard.api.context import KEY_RING, PRINCIPAL
 from modelyard.errors import AuthenticationError, PermissionDeniedError
 from modelyard.governance.keys import presented_key
+from modelyard.ui.session import dashboard_auth
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -26,6 +28,8 @@ def auth_middleware() -> Any:
         if path in OPEN_PATHS:
             response: web.StreamResponse = await handler(request)
             return response
+        if path == "/ui" or path.startswith("/ui/"):
+            return await dashboard_auth(request, handler)
         ring = request.app[KEY_RING]
         await ring.fresh()
         headers = request.headers

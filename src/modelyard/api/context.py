@@ -8,6 +8,7 @@ from modelyard.governance.auth import KeyRing
 from modelyard.governance.gate import Governance
 from modelyard.governance.keys import Principal
 from modelyard.governance.store import GovernanceStore
+from modelyard.observability.hub import Observability
 from modelyard.providers.transport import Transport
 from modelyard.routing.learned.live import LiveLearner
 from modelyard.routing.router import Router
@@ -29,6 +30,7 @@ LEARNER = web.AppKey("learner", LiveLearner)  # learned routes' traffic sampling
 KEY_RING = web.AppKey("key_ring", KeyRing)
 GOVERNANCE = web.AppKey("governance", Governance)
 GOVERNANCE_STORE = web.AppKey("governance_store", GovernanceStore)
+OBSERVABILITY = web.AppKey("observability", Observability)  # metrics, traces, logs
 PRINCIPAL = web.RequestKey("principal", Principal)
 # prompt bytes a request carries outside its body: the stored conversation it continues
 STORED_PROMPT_BYTES = web.RequestKey("stored_prompt_bytes", int)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from modelyard.api.context import MAX_BODY_BYTES, REQUEST_ID
 from modelyard.errors import GatewayError, InvalidRequestError, RequestTooLargeError
+from modelyard.observability.logs import REQUEST_ID as LOGGED_REQUEST_ID
 from modelyard.wire import anthropic_inbound
 
 ANTHROPIC_PATHS = "/v1/messages"  # a prefix: the Messages API and its count_tokens
@@ -111,7 +112,11 @@ def gateway_middleware(id_prefix: str) -> Any:
     async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         rid = f"req_{id_prefix}{next(counter):08x}"
         request[REQUEST_ID] = rid
-        response = await _answer(request, handler)
+        token = LOGGED_REQUEST_ID.set(rid)  # the request id of its log lines
+        try:
+            response = await _answer(request, handler)
+        finally:
+            LOGGED_REQUEST_ID.reset(token)
         if response.status >= 400 and request.path.startswith(ANTHROPIC_PATHS):
             response = _as_anthropic(response, rid)
         if not response.prepared:

@@ -25,6 +25,7 @@ from modelyard.api.context import (
     DEPLOYMENT_HEADER,
     GOVERNANCE,
     LEARNER,
+    OBSERVABILITY,
     PRINCIPAL,
     REQUEST_ID,
     REQUEST_LOG,
@@ -42,6 +43,7 @@ from modelyard.errors import (
 )
 from modelyard.governance.gate import IMAGE_TOKENS, Reservation
 from modelyard.governance.prices import cost_micros, max_cost_micros
+from modelyard.observability.logs import log_content
 from modelyard.providers.base import Provider
 from modelyard.providers.openai_compat import OpenAICompatibleProvider
 from modelyard.routing.config import Interaction
@@ -181,36 +183,36 @@ class Call:
         key = self.principal.key
         status = self.request[ANSWER_STATUS] = 499 if gone else error.status if error else 200
         app[GOVERNANCE].settle(self.principal, self.reservation, cost, u.total_tokens)
-        app[REQUEST_LOG].record(
-            RequestRecord(
-                self.request[REQUEST_ID],
-                time.time(),
-                self.endpoint,
-                self.model,
-                dep.name if dep else None,
-                dep.provider if dep else None,
-                status,
-                self.stream,
-                (time.perf_counter() - self.t0) * 1000,
-                u.input_tokens,
-                u.output_tokens,
-                u.cached_input_tokens,
-                u.reasoning_tokens,
-                self.ttft,
-                "ClientDisconnected" if gone else type(error).__name__ if error else None,
-                u.cache_write_tokens,
-                u.audio_input_tokens,
-                u.audio_output_tokens,
-                key.id if key is not None else None,
-                self.principal.team_name,
-                self.route,
-                self.tags,
-                cost,
-                (self.request.headers.get("X-Request-Id") or "")[:128] or None,
-                self.cache,
-                self.saved,
-            )
+        rec = RequestRecord(
+            self.request[REQUEST_ID],
+            time.time(),
+            self.endpoint,
+            self.model,
+            dep.name if dep else None,
+            dep.provider if dep else None,
+            status,
+            self.stream,
+            (time.perf_counter() - self.t0) * 1000,
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_input_tokens,
+            u.reasoning_tokens,
+            self.ttft,
+            "ClientDisconnected" if gone else type(error).__name__ if error else None,
+            u.cache_write_tokens,
+            u.audio_input_tokens,
+            u.audio_output_tokens,
+            key.id if key is not None else None,
+            self.principal.team_name,
+            self.route,
+            self.tags,
+            cost,
+            (self.request.headers.get("X-Request-Id") or "")[:128] or None,
+            self.cache,
+            self.saved,
         )
+        app[REQUEST_LOG].record(rec)
+        app[OBSERVABILITY].finished(rec, self.request)
 
 
 _NO_CAPABILITIES: frozenset[str] = frozenset()
@@ -372,10 +374,12 @@ async def generate(
                     return relay.stream(call, p, path, body, req.include_usage)
                 return _translate(call, stream(p), make_encoder())
 
-            sent: list[bytes] | None = [] if found is not None else None
+            sent: list[bytes] | None = [] if found is not None or plan.route.log_content else None
             reply = await _serve_stream(request, call, plan, pieces, make_encoder, sent)
             if sent is not None and request[ANSWER_STATUS] == 200:
                 _keep(call, found, b"".join(sent), stream=True)
+            if sent is not None and plan.route.log_content:  # the route opted in
+                log_content(plan.route.name, body, b"".join(sent))
             return reply
 
         else:
@@ -393,6 +397,8 @@ async def generate(
         request.app[REQUEST_LOG].record_decision(plan.decision)
     call.done()
     _keep(call, found, data, stream=False)
+    if plan.route.log_content:  # the route opted in
+        log_content(plan.route.name, body, data)
     return web.Response(
         body=data,
         headers={"Content-Type": "application/json", DEPLOYMENT_HEADER: call.provider.name},

@@ -35,12 +35,18 @@ def fit(
     seed: Annotated[int, typer.Option(help="seed of the cross-fitting folds")] = 0,
 ) -> None:
     """Learn each model's likely outcome on a new prompt, and the cascades worth running."""
+    import time
+
+    from modelyard.observability.progress import progress_bar
     from modelyard.routing.learned.fit import fit_router
     from modelyard.routing.learned.store import save_router
     from modelyard.routing.learned.table import load_prices, load_table
 
+    started = time.monotonic()
     try:
-        fitted = fit_router(load_table(table), load_prices(prices), _models(models), seed=seed)
+        outcomes, priced = load_table(table), load_prices(prices)
+        with progress_bar(f"fitting on {len(outcomes.records)} prompts", None):  # a terminal's
+            fitted = fit_router(outcomes, priced, _models(models), seed=seed)
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     save_router(fitted, output)
@@ -48,7 +54,8 @@ def fit(
     typer.echo(
         f"fitted on {fitted.meta['prompts']} prompts, {len(fitted.models)} models; "
         f"{len(front)} operating points from ${front[0].est_cost:.2e} to "
-        f"${front[-1].est_cost:.2e} a prompt; wrote {output}"
+        f"${front[-1].est_cost:.2e} a prompt in {time.monotonic() - started:.1f} s; "
+        f"wrote {output}"
     )
 
 

@@ -2,8 +2,11 @@
 
 Logs go to stderr at ``INFO``; ``MODELYARD_LOG_LEVEL`` (``DEBUG``, ``INFO``,
 ``WARNING``, ``ERROR`` or ``CRITICAL``) sets another level, for the
-libraries' loggers too. No level shows a credential
-(``tests/e2e/governance/test_canary.py`` checks it at ``DEBUG``).
+libraries' loggers too. They are plain text lines for a terminal unless
+``MODELYARD_LOG_FORMAT=json`` (or ``observability.log_format``) asks for one
+JSON object a line, with the request id (``observability.logs``). No level
+shows a credential (``tests/e2e/governance/test_canary.py`` checks it at
+``DEBUG``, in both formats).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import gc
 import logging
 import os
 import signal
-import sys
 from pathlib import Path
 
 from aiohttp import web
@@ -21,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from modelyard.app import create_app
 from modelyard.errors import ConfigError
+from modelyard.observability.logs import configure_logging
 from modelyard.settings import load_settings
 
 LOG_LEVEL_ENV = "MODELYARD_LOG_LEVEL"
@@ -30,11 +33,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 def run(config: Path | None, *, host: str | None, port: int | None, data_dir: Path | None) -> None:
     settings = load_settings(config, overrides={"host": host, "port": port, "data_dir": data_dir})
     level = log_level()
-    logging.basicConfig(
-        level=level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging(level, settings.observability.log_format)
     if level != "DEBUG":  # seven lines about Alembic's plugins at every first start
         logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:

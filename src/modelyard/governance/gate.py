@@ -21,7 +21,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,8 @@ class Governance:
         self._tasks: set[asyncio.Task[None]] = set()
         self._scopes: dict[tuple[str, str], tuple[float, list[BudgetScope]]] = {}
         self._rules: dict[tuple[str, str], tuple[list[RateRule], list[RateRule]]] = {}
+        #: told each budget's spend after a settle (the budget gauges of ``/metrics``)
+        self.on_spent: Callable[[BudgetScope, int], None] | None = None
 
     # ------------------------------------------------------------ admission
 
@@ -202,6 +204,8 @@ class Governance:
     async def _settle(self, reservation: Reservation, cost: int) -> None:
         after = await self.counters.settle(reservation.counters, reservation.amount, cost)
         for scope, spent in zip(reservation.scopes, after, strict=True):
+            if self.on_spent is not None and spent is not None:
+                self.on_spent(scope, spent)
             # exactly one settle crosses a limit, across replicas too: one alert per period
             if not scope.hard and spent is not None and crossed(scope, spent, cost):
                 log.warning(

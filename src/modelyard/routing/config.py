@@ -134,6 +134,7 @@ class RouteConfig(_Section):
     hedge: Hedge | None = None
     learned: LearnedRoute | None = None
     cache: RouteCache | None = None  # response caching (``modelyard.cache.config``)
+    log_content: bool = False  # log prompts and answers (``observability.logs``); never by default
 
     @field_validator("deployments", mode="before")
     @classmethod

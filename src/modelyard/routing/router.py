@@ -124,6 +124,9 @@ class Router:
         self._indexes: dict[str, _RouteIndex] = {}
         #: called with the decision of a request refused before any attempt
         self.on_refusal: Callable[[Decision], None] | None = None
+        #: observability: each decision once made, each attempt once over (and its start)
+        self.on_plan: Callable[[Decision], None] | None = None
+        self.on_attempt: Callable[[Attempt, float], None] | None = None
 
     # ------------------------------------------------------------- routes
 
@@ -164,6 +167,9 @@ class Router:
             if self.on_refusal is not None:
                 self.on_refusal(decision)  # refused decisions are kept too
             raise
+        finally:
+            if self.on_plan is not None:
+                self.on_plan(decision)
 
     def _plan(
         self,
@@ -336,6 +342,7 @@ class Router:
         t0 = time.perf_counter()
         try:
             result = await attempt(provider)
+            record.succeed(t0)
         except GatewayError as err:
             record.fail(err, t0)
             if isinstance(err, RateLimitedError):
@@ -349,7 +356,9 @@ class Router:
             record.outcome = "cancelled"
             health.abandoned()
             raise
-        record.succeed(t0)
+        finally:
+            if self.on_attempt is not None:
+                self.on_attempt(record, t0)
         health.succeeded(record.latency_ms)
         plan.decision.chosen = provider.name
         return result

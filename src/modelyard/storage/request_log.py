@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -154,6 +155,7 @@ class RequestLog:
         self.spool = Spool(spool_dir)
         self._pending: list[RequestRecord] = []
         self._decisions: list[Decision] = []
+        self._writing: list[Decision] = []  # the batch being written, still found by lookups
         self._interval = flush_interval
         self._task: asyncio.Task[None] | None = None
         self._backlog = True  # segments left by a dead process are replayed first
@@ -163,6 +165,8 @@ class RequestLog:
         self._decision_stmt = _insert_stmt(engine, decisions_table, None)
         self._decision_sql = _positional_sql(engine, decisions_table, _DECISION_COLUMNS)
         self._postgres = engine.dialect.name == "postgresql"
+        #: a span around each write (``observability.tracing``), when traces are exported
+        self.storage_span: Callable[[int, int], AbstractContextManager[None]] | None = None
 
     def record(self, rec: RequestRecord) -> None:
         self.spool.append(orjson.dumps(tuple(rec)))
@@ -176,7 +180,8 @@ class RequestLog:
 
     async def find_decision(self, request_id: str) -> dict[str, Any] | None:
         """A stored decision, whether or not it has been written yet, with its team."""
-        for decision in reversed(self._decisions):
+        # the batch being written is still searched: until its commit the table lacks it
+        for decision in (*reversed(self._decisions), *reversed(self._writing)):
             if decision.request_id == request_id:
                 return {**decision.to_dict(), "team": decision.team}
         return await asyncio.to_thread(self._read_decision, request_id)
@@ -206,6 +211,7 @@ class RequestLog:
         segment = self.spool.rotate()
         rows, self._pending = self._pending, []
         decisions, self._decisions = self._decisions, []
+        self._writing = decisions
         if self._down:
             rows = []  # they are in the segment: replayed with the backlog below
         try:
@@ -226,6 +232,8 @@ class RequestLog:
             self._down = True
             self._decisions[:0] = decisions[-_MAX_DECISIONS:]
             return
+        finally:
+            self._writing = []
         if self._down:
             log.warning("ledger: the database is back; the spooled rows are written")
         self._down = self._backlog = False
@@ -243,7 +251,11 @@ class RequestLog:
             self.spool.done(path)
 
     def _write(self, rows: Sequence[tuple[Any, ...]], decisions: list[Decision]) -> None:
-        with begin_write(self.engine) as conn:
+        span = self.storage_span
+        with (
+            span(len(rows), len(decisions)) if span else contextlib.nullcontext(),
+            begin_write(self.engine) as conn,
+        ):
             if self._postgres:
                 conn.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
             if decisions:
