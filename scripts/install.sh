@@ -31,3 +31,18 @@ if ! compgen -G "$CACHE/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
     "llama-cpp-python==$LLAMA_VERSION"
 fi
 "$VENV/bin/pip" install --find-links "$CACHE" -c constraints.txt -e ".[local,dev]"
+# The dashboard's browser tests (tests/e2e/ui) drive Debian's Chromium through
+# Playwright; Playwright's own browser download is never used. Installed once,
+# where this user may install packages; elsewhere those tests skip and say why.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+  if $SUDO true 2>/dev/null; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver
+  else
+    echo "modelyard: no /usr/bin/chromium: the dashboard's browser tests will be skipped" \
+      "(apt-get install chromium chromium-driver)"
+  fi
+fi
