@@ -174,11 +174,14 @@ class Call:
         dep = self.provider.deployment if self.provider else None
         u = self.usage
         app = self.request.app
-        if dep is not None and dep.contract is not None and self.cost is None:
-            app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)  # a cascade books each
-        cost = cost_micros(dep.prices, u) if dep is not None and dep.prices is not None else 0
-        if self.cost is not None:
-            cost = self.cost
+        if self.cache is not None:
+            cost = 0  # a cache hit: nothing was called, nothing is spent
+        elif self.cost is not None:
+            cost = self.cost  # a cascade: each call priced at its deployment, and booked
+        else:
+            cost = cost_micros(dep.prices, u) if dep is not None and dep.prices is not None else 0
+            if dep is not None and dep.contract is not None:
+                app[ROUTER].spent(dep.name, u.input_tokens, u.output_tokens)
         self.booked = cost
         key = self.principal.key
         status = self.request[ANSWER_STATUS] = 499 if gone else error.status if error else 200
