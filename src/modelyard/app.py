@@ -16,10 +16,12 @@ from aiohttp import web
 from modelyard.api import (
     admin,
     anthropic_api,
+    debug_admin,
     governance_admin,
     health,
     learned_admin,
     openai_api,
+    openapi,
     responses_api,
     ui_api,
 )
@@ -97,7 +99,7 @@ def create_app(settings: Settings) -> web.Application:
     """Build the gateway: storage, transport, providers and routes. Nothing starts until run."""
     settings.server.data_dir.mkdir(parents=True, exist_ok=True)
     resolve_prices(settings)  # an unpriced model is a config error, found at start
-    transport = Transport()
+    transport = Transport(max_response_bytes=settings.limits.max_upstream_response_bytes)
     providers = [build_provider(d, settings, transport) for d in settings.deployments]
     server = settings.server
     url = server.database_url or sqlite_url(server.data_dir)
@@ -193,6 +195,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(admin.routes())
     app.add_routes(governance_admin.routes())
     app.add_routes(learned_admin.routes())
+    app.add_routes(openapi.routes())  # GET /openapi.json: the public /v1 API
+    app.add_routes(debug_admin.routes())  # /admin/debug/runtime: tasks, fds, RSS
     ui_api.setup(app)  # the dashboard at /ui
     return app
 

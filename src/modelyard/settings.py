@@ -8,6 +8,21 @@ deployment names the environment variable that holds its key
 What a provider *is* (its default base URL, auth style, quirks) lives in
 ``modelyard.providers.registry``; this module only checks that the names used
 exist there.
+
+``limits`` bounds what one request may ask of the gateway; exceeding one is a
+4xx whose message names the setting and its value (``api.body`` checks the
+body, ``cli.serve`` the headers, ``providers.http1`` the upstream's answer)::
+
+    server.max_body_bytes            8 MiB      413  request body, before it is read
+    limits.max_json_depth            64         400  nesting of arrays and objects
+    limits.max_messages              4096       400  messages (Responses: input items)
+    limits.max_n                     16         400  choices per request (n)
+    limits.max_tokens                1000000    400  max_tokens / max_completion_tokens /
+                                                     max_output_tokens of one request
+    limits.max_request_line_bytes    8190       400  method, path and query line
+    limits.max_header_bytes          8190       400  one header's name or value
+    limits.max_headers               128        400  number of request headers
+    limits.max_upstream_response_bytes  64 MiB  502  an upstream answer, after gzip/deflate
 """
 
 from __future__ import annotations
@@ -126,6 +141,21 @@ class ServerSettings(_Section):
         return None if value is None else database_url(value)
 
 
+class Limits(_Section):
+    """Bounds on one request and on one upstream answer (see the module docstring)."""
+
+    # orjson writes at most 254 levels: a deeper body could be read but not forwarded
+    max_json_depth: int = Field(default=64, ge=2, le=200)
+    max_messages: int = Field(default=4096, ge=1)
+    # the request models allow 16 choices at most (``types._Sampling.n``): lower only
+    max_n: int = Field(default=16, ge=1, le=16)
+    max_tokens: int = Field(default=1_000_000, ge=1)
+    max_request_line_bytes: int = Field(default=8190, ge=256, le=1024 * 1024)
+    max_header_bytes: int = Field(default=8190, ge=256, le=1024 * 1024)
+    max_headers: int = Field(default=128, ge=16, le=4096)
+    max_upstream_response_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+
+
 def database_url(value: str) -> str:
     """A PostgreSQL or SQLite URL in SQLAlchemy's form (psycopg 3 for PostgreSQL)."""
     for prefix in ("postgresql://", "postgres://"):
@@ -138,6 +168,7 @@ def database_url(value: str) -> str:
 
 class Settings(_Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
+    limits: Limits = Field(default_factory=Limits)
     embedded_models: bool = True
     deployments: list[Deployment] = Field(default_factory=list)
     aliases: dict[str, str] = Field(default_factory=dict)

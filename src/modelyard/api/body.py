@@ -1,23 +1,33 @@
 """Request and response bodies: size-limited JSON in, validated into typed requests; JSON out.
 
+``read_json`` enforces the request limits that need the body (the table is in
+``modelyard.settings``): its size before a byte is read, its nesting depth, and
+the fields that say how much work a generation asks for (messages, ``n``,
+output tokens), under the same names in every wire format. A limit exceeded is
+an ``InvalidRequestError`` (the size a ``RequestTooLargeError``) whose message
+names the setting and its value; ``api.errors`` gives it each format's shape.
+
 Also the one request header every generation reads: ``X-Modelyard-Tags``.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from modelyard.api.context import MAX_BODY_BYTES
+from modelyard.api.context import MAX_BODY_BYTES, SETTINGS
 from modelyard.api.errors import validation_error
 from modelyard.errors import InvalidRequestError, RequestTooLargeError
+from modelyard.settings import Limits
 
 T = TypeVar("T", bound=BaseModel)
 TAGS_HEADER = "X-Modelyard-Tags"
 MAX_TAGS = 16
+LIMIT_CODE = "limit_exceeded"
+_OUTPUT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
@@ -26,7 +36,8 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if length is not None and length > limit:
         # refuse before reading a byte of it
         raise RequestTooLargeError(
-            f"The request body is {length} bytes, over this gateway's limit of {limit} bytes"
+            f"The request body is {length} bytes, over this gateway's limit of {limit} bytes "
+            "(server.max_body_bytes)"
         )
     raw = await request.read()  # aiohttp stops reading past client_max_size
     if not raw:
@@ -37,7 +48,59 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         raise InvalidRequestError(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("The request body must be a JSON object")
+    limits = request.app[SETTINGS].limits
+    check_depth(raw, data, limits.max_json_depth)
+    if not request.path.startswith("/admin/"):  # generations: /v1, and the dashboard's chat
+        check_generation_limits(data, limits, responses=request.path.startswith("/v1/responses"))
     return data
+
+
+def _over(what: str, value: int, setting: str, limit: int, param: str | None) -> NoReturn:
+    raise InvalidRequestError(
+        f"{what} is {value}, over this gateway's limit of {limit} (limits.{setting})",
+        param=param,
+        code=LIMIT_CODE,
+    )
+
+
+def check_depth(raw: bytes, data: Any, limit: int) -> None:
+    """Refuse JSON nested deeper than ``limit`` arrays and objects (the top object is 1).
+
+    orjson reads 1024 levels and writes 254: a deep body could be accepted and
+    then fail when forwarded. Counting brackets (in C, about 1 µs a kilobyte)
+    proves most bodies shallow enough; only the rest are walked (about a
+    fifth of what validating them costs).
+    """
+    if raw.count(b"[") + raw.count(b"{") > limit and not _within(data, limit - 1):
+        raise InvalidRequestError(
+            f"The JSON nesting depth is over this gateway's limit of {limit} "
+            "(limits.max_json_depth)",
+            code=LIMIT_CODE,
+        )
+
+
+def _within(node: Any, levels: int) -> bool:
+    """Whether no container inside ``node`` is more than ``levels`` levels below it."""
+    for child in node.values() if type(node) is dict else node:
+        kind = type(child)
+        if (kind is dict or kind is list) and (levels == 0 or not _within(child, levels - 1)):
+            return False
+    return True
+
+
+def check_generation_limits(data: dict[str, Any], limits: Limits, *, responses: bool) -> None:
+    """Messages, choices and output tokens, bounded before validation; wrong types pass on."""
+    key = "input" if responses else "messages"
+    items = data.get(key)
+    if isinstance(items, list) and len(items) > limits.max_messages:
+        _over(f"The number of {key}", len(items), "max_messages", limits.max_messages, key)
+    n = data.get("n")
+    if type(n) is int and n > limits.max_n:
+        _over("n", n, "max_n", limits.max_n, "n")
+    for name in _OUTPUT_FIELDS:
+        value = data.get(name)
+        if type(value) is int and value > limits.max_tokens:
+            _over(name, value, "max_tokens", limits.max_tokens, name)
 
 
 def parse(model: type[T], data: dict[str, Any]) -> T:

@@ -61,6 +61,7 @@ _HANDLED = {  # router_settings / litellm_settings keys that routes and health t
 _NO_KEY = {"", "none", "null", "empty", "fake", "fake-key", "dummy", "not-needed", "no-key"}
 _SAMPLING = "default request parameters are not set by modelyard's config"
 _CREDENTIALS = "credentials come from environment variables (api_key_env)"
+_AZURE_AD = "modelyard authenticates to Azure OpenAI with an api-key"
 _CAPABILITIES = "modelyard assumes the provider's capabilities unless `capabilities` is set"
 _REASONS = {  # why a LiteLLM setting has no place in modelyard's config
     "master_key": "client keys are not part of modelyard's config file",
@@ -79,7 +80,7 @@ _REASONS = {  # why a LiteLLM setting has no place in modelyard's config
     "id": "modelyard names deployments itself",
     "max_tokens": "LiteLLM's legacy limit, the output limit for most models: set context_window",
     "organization": "set it as the OpenAI-Organization header of the deployment",
-    "azure_ad_token": "modelyard authenticates to Azure OpenAI with an api-key",
+    "azure_ad_token": _AZURE_AD,
     "include": "included files were not read: convert each of them too",
     "environment_variables": "not copied: set them in the environment modelyard runs in",
 }

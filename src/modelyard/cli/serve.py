@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from modelyard.app import create_app
 from modelyard.errors import ConfigError
 from modelyard.observability.logs import configure_logging
-from modelyard.settings import load_settings
+from modelyard.settings import Limits, load_settings
 
 LOG_LEVEL_ENV = "MODELYARD_LOG_LEVEL"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -51,9 +51,9 @@ def run(config: Path | None, *, host: str | None, port: int | None, data_dir: Pa
     try:
         import uvloop
 
-        uvloop.run(_serve(app, server.host, server.port))
+        uvloop.run(_serve(app, server.host, server.port, settings.limits))
     except ImportError:  # uvloop is a dependency; this only guards odd platforms
-        asyncio.run(_serve(app, server.host, server.port))
+        asyncio.run(_serve(app, server.host, server.port, settings.limits))
 
 
 def log_level(env: dict[str, str] | None = None) -> str:
@@ -66,8 +66,17 @@ def log_level(env: dict[str, str] | None = None) -> str:
     return value
 
 
-async def _serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=5)
+async def _serve(app: web.Application, host: str, port: int, limits: Limits) -> None:
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handler_cancellation=True,
+        shutdown_timeout=5,
+        # header limits: aiohttp answers a request past one with a 400 naming the size
+        max_line_size=limits.max_request_line_bytes,
+        max_field_size=limits.max_header_bytes,
+        max_headers=limits.max_headers,
+    )
     await runner.setup()
     # Everything built so far lives as long as the process: keep it out of the
     # collector's generations, so collections on the request path stay short.

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modelyard.errors import ConfigError
 
 KEY_PREFIX = "sk-my-"
-SECRET_ENV = "MODELYARD_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
+SECRET_ENV = "MODELYARD_SECRET_KEY"  # noqa: S105 - a variable name, not a secret  # nosec B105
 ADMIN_KEY_ENV = "MODELYARD_ADMIN_KEY"
 SHOWN_CHARS = len(KEY_PREFIX) + 4  # the part of a key that may be shown: "sk-my-AbCd"
 

@@ -7,9 +7,11 @@ chunked answers, streaming, gzip, TLS. This module does that and nothing else;
 the parsing is httptools (llhttp, the parser of Node.js and uvicorn).
 
 Redirects are never followed and the answer's size is bounded after
-decompression. Errors are the builtin ones (``ConnectionError``, ``OSError``,
-``TimeoutError``) plus ``ProtocolError``; ``modelyard.providers.classify``
-turns them into the gateway's hierarchy.
+decompression (``limits.max_upstream_response_bytes``): inflating stops at the
+bound, so a decompression bomb costs at most that much memory. Errors are the
+builtin ones (``ConnectionError``, ``OSError``, ``TimeoutError``) plus
+``ProtocolError``; ``modelyard.providers.classify`` turns them into the
+gateway's hierarchy.
 """
 
 from __future__ import annotations
@@ -129,14 +131,15 @@ class _Connection(asyncio.Protocol):
             self._head.set_result(resp)
 
     def on_body(self, body: bytes) -> None:
-        if self._inflate is not None:
-            body = self._inflate.decompress(body)
-        self._received += len(body)
         if self._error is not None:
             return
+        if self._inflate is not None:
+            # never inflate more than the limit allows: a few kilobytes of gzip can
+            # expand to gigabytes in one call (a decompression bomb)
+            body = self._inflate.decompress(body, self.limit - self._received + 1)
+        self._received += len(body)
         if self._received > self.limit:
-            self._fail(ProtocolError(f"the upstream answer is larger than {self.limit} bytes"))
-            self.close()
+            self._too_large()
             return
         if body:
             self._chunks.append(body)
@@ -155,6 +158,15 @@ class _Connection(asyncio.Protocol):
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+    def _too_large(self) -> None:
+        self._fail(
+            ProtocolError(
+                f"the upstream answer is larger than {self.limit} bytes after decompression "
+                "(limits.max_upstream_response_bytes)"
+            )
+        )
+        self.close()
 
     def _fail(self, exc: BaseException) -> None:
         self._error = exc
@@ -192,6 +204,10 @@ class _Connection(asyncio.Protocol):
                 if self._inflate is not None:
                     tail = self._inflate.flush()
                     self._inflate = None
+                    self._received += len(tail)
+                    if self._received > self.limit:
+                        self._too_large()
+                        raise self._error  # type: ignore[misc]
                     if tail:
                         yield tail
                 return

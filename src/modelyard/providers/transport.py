@@ -31,8 +31,9 @@ class Reply:
 class Transport:
     """Owns the connection pool; ``start()`` makes it inside the running loop."""
 
-    def __init__(self, pool: Pool | None = None):
+    def __init__(self, pool: Pool | None = None, *, max_response_bytes: int = MAX_RESPONSE_BYTES):
         self._pool_obj = pool
+        self._max_response_bytes = max_response_bytes
 
     @classmethod
     def create(cls) -> Transport:
@@ -41,7 +42,7 @@ class Transport:
 
     async def start(self) -> None:
         if self._pool_obj is None:
-            self._pool_obj = Pool(max_response_bytes=MAX_RESPONSE_BYTES)
+            self._pool_obj = Pool(max_response_bytes=self._max_response_bytes)
 
     @property
     def _pool(self) -> Pool:

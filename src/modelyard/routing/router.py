@@ -117,7 +117,7 @@ class Router:
             name: RouteConfig(name=name, deployments=[RouteMember(name=name)])
             for name in self.providers
         }
-        self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets
+        self._rng = rng or random.Random()  # noqa: S311 - load spreading, not secrets  # nosec B311
         self._sleep = sleep
         self.committed_spend: dict[str, float] = {}  # USD this month, by deployment
         self._month = time.strftime("%Y-%m")

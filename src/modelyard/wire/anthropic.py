@@ -35,6 +35,7 @@ from modelyard.types import (
     ToolCallOut,
     Usage,
 )
+from modelyard.wire.upstream_shape import index, tokens, upstream_shape
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # Anthropic requires max_tokens; OpenAI clients often omit it
@@ -275,15 +276,15 @@ def usage_from_dict(u: dict[str, Any] | None) -> Usage:
     """Anthropic's ``input_tokens`` leaves cached tokens out; ours is the whole prompt."""
     if not u:
         return Usage()
-    read = int(u.get("cache_read_input_tokens") or 0)
-    write = int(u.get("cache_creation_input_tokens") or 0)
+    read = tokens(u.get("cache_read_input_tokens"))
+    write = tokens(u.get("cache_creation_input_tokens"))
     details = u.get("output_tokens_details") or {}
     return Usage(
-        input_tokens=int(u.get("input_tokens") or 0) + read + write,
-        output_tokens=int(u.get("output_tokens") or 0),
+        input_tokens=tokens(u.get("input_tokens")) + read + write,
+        output_tokens=tokens(u.get("output_tokens")),
         cached_input_tokens=read,
         cache_write_tokens=write,
-        reasoning_tokens=int(details.get("thinking_tokens") or 0),
+        reasoning_tokens=tokens(details.get("thinking_tokens")),
     )
 
 
@@ -294,6 +295,7 @@ def _finish(stop_reason: str | None, *, answered_json: bool, has_calls: bool) ->
     return finish
 
 
+@upstream_shape
 def chat_response_from_message(
     d: dict[str, Any], *, created: int, json_mode: bool = False
 ) -> ChatResponse:
@@ -365,6 +367,7 @@ class AnthropicStreamTranslator:
     def _chunk(self, delta: ChoiceDelta) -> list[ChatChunk]:
         return [ChatChunk(self.id, self.model, self.created, [delta])]
 
+    @upstream_shape
     def feed(self, event: str, data: dict[str, Any]) -> list[ChatChunk]:
         if event == "message_start":
             message = data.get("message") or {}
@@ -373,9 +376,9 @@ class AnthropicStreamTranslator:
             self._usage.update(message.get("usage") or {})
             return self._chunk(ChoiceDelta(role="assistant", content=""))
         if event == "content_block_start":
-            return self._block_start(int(data.get("index", 0)), data.get("content_block") or {})
+            return self._block_start(index(data.get("index", 0)), data.get("content_block") or {})
         if event == "content_block_delta":
-            return self._block_delta(int(data.get("index", 0)), data.get("delta") or {})
+            return self._block_delta(index(data.get("index", 0)), data.get("delta") or {})
         if event == "message_delta":
             usage = data.get("usage") or {}
             self._usage.update({k: v for k, v in usage.items() if v is not None})  # cumulative

@@ -21,7 +21,6 @@ Two things the OpenAI shape has no room for are carried in the tool call id:
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 import time
 import urllib.parse
@@ -48,6 +47,7 @@ from modelyard.types import (
     ToolCallOut,
     Usage,
 )
+from modelyard.wire.upstream_shape import index, tokens, upstream_shape
 
 _FILTERED = (
     "SAFETY",
@@ -177,7 +177,7 @@ def _image(url: str, param: str) -> dict[str, Any]:
         if "base64" in flags.split(";"):
             try:
                 base64.b64decode(payload, validate=True)
-            except binascii.Error:
+            except ValueError:  # binascii.Error, or a character that is not ASCII
                 raise InvalidRequestError(
                     "the data: URL is not valid base64", param=param
                 ) from None
@@ -307,13 +307,13 @@ def embed_request_to_gemini(req: EmbeddingRequest, model: str) -> dict[str, Any]
 def usage_from_gemini(meta: dict[str, Any] | None) -> Usage:
     if not meta:
         return Usage()
-    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    thoughts = tokens(meta.get("thoughtsTokenCount"))
     return Usage(
         # tool-use prompt tokens are billed as input and counted in totalTokenCount
-        input_tokens=int(meta.get("promptTokenCount") or 0)
-        + int(meta.get("toolUsePromptTokenCount") or 0),
-        output_tokens=int(meta.get("candidatesTokenCount") or 0) + thoughts,
-        cached_input_tokens=int(meta.get("cachedContentTokenCount") or 0),
+        input_tokens=tokens(meta.get("promptTokenCount"))
+        + tokens(meta.get("toolUsePromptTokenCount")),
+        output_tokens=tokens(meta.get("candidatesTokenCount")) + thoughts,
+        cached_input_tokens=tokens(meta.get("cachedContentTokenCount")),
         reasoning_tokens=thoughts,
     )
 
@@ -353,6 +353,7 @@ def _blocked(data: dict[str, Any]) -> bool:
     return not data.get("candidates") and bool(feedback.get("blockReason"))
 
 
+@upstream_shape
 def chat_response_from_gemini(
     data: dict[str, Any], *, model: str, created: int | None = None
 ) -> ChatResponse:
@@ -362,7 +363,7 @@ def chat_response_from_gemini(
         text, reasoning, calls, has_text = _split_parts(parts)
         choices.append(
             Choice(
-                index=int(cand.get("index", position)),
+                index=index(cand.get("index", position)),
                 content=text if has_text or not calls else None,
                 finish_reason=_finish(cand.get("finishReason") or "STOP", bool(calls)),
                 tool_calls=calls,
@@ -381,6 +382,7 @@ def chat_response_from_gemini(
     )
 
 
+@upstream_shape
 def embed_response_from_gemini(data: dict[str, Any], *, model: str) -> EmbeddingResponse:
     return EmbeddingResponse(
         model=model,
@@ -412,6 +414,7 @@ class GeminiStreamTranslator:
     def _chunk(self, delta: ChoiceDelta) -> ChatChunk:
         return ChatChunk(id=self.id or "", model=self.model, created=self.created, choices=[delta])
 
+    @upstream_shape
     def feed(self, data: dict[str, Any]) -> list[ChatChunk]:
         self.events += 1
         if self.id is None:
@@ -426,7 +429,7 @@ class GeminiStreamTranslator:
             out.append(self._chunk(ChoiceDelta(index=0, finish_reason="content_filter")))
             self._finished.add(0)
         for position, cand in enumerate(data.get("candidates") or []):
-            out += self._candidate(int(cand.get("index", position)), cand)
+            out += self._candidate(index(cand.get("index", position)), cand)
         return out
 
     def _start(self, idx: int) -> list[ChatChunk]:
@@ -453,6 +456,7 @@ class GeminiStreamTranslator:
             out.append(self._chunk(ChoiceDelta(index=idx, finish_reason=reason)))
         return out
 
+    @upstream_shape
     def finish(self) -> list[ChatChunk]:
         """Finish chunks for candidates the stream left open, then the usage chunk."""
         out: list[ChatChunk] = []

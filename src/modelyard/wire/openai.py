@@ -27,6 +27,7 @@ from modelyard.types import (
     Usage,
 )
 from modelyard.wire.sse import whole_events
+from modelyard.wire.upstream_shape import index, tokens, upstream_shape
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -65,15 +66,15 @@ def usage_from_dict(d: dict[str, Any] | None) -> Usage:
     prompt_details = d.get("prompt_tokens_details") or {}
     completion_details = d.get("completion_tokens_details") or {}
     return Usage(
-        input_tokens=int(d.get("prompt_tokens") or 0),
-        output_tokens=int(d.get("completion_tokens") or 0),
+        input_tokens=tokens(d.get("prompt_tokens")),
+        output_tokens=tokens(d.get("completion_tokens")),
         # DeepSeek reports cache hits as prompt_cache_hit_tokens
-        cached_input_tokens=int(
-            prompt_details.get("cached_tokens") or d.get("prompt_cache_hit_tokens") or 0
+        cached_input_tokens=tokens(
+            prompt_details.get("cached_tokens") or d.get("prompt_cache_hit_tokens")
         ),
-        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
-        audio_input_tokens=int(prompt_details.get("audio_tokens") or 0),
-        audio_output_tokens=int(completion_details.get("audio_tokens") or 0),
+        reasoning_tokens=tokens(completion_details.get("reasoning_tokens")),
+        audio_input_tokens=tokens(prompt_details.get("audio_tokens")),
+        audio_output_tokens=tokens(completion_details.get("audio_tokens")),
     )
 
 
@@ -184,25 +185,43 @@ def embedding_response_to_dict(r: EmbeddingResponse, encoding: str) -> dict[str,
 # -------------------------------------------------------------- responses in
 
 
+def _text(value: Any) -> str | None:
+    """Text as the internal types hold it; some hosts send a list of text parts."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = [p for p in value if isinstance(p, dict) and p.get("type") == "text"]
+        return "".join(str(p.get("text") or "") for p in parts)
+    raise TypeError(f"text of type {type(value).__name__}")
+
+
+def _arguments(value: Any) -> str:
+    """A tool call's arguments as JSON text; some hosts send the object itself."""
+    if value is None or isinstance(value, str):
+        return value or ""
+    return orjson.dumps(value).decode()
+
+
+@upstream_shape
 def chat_response_from_dict(d: dict[str, Any]) -> ChatResponse:
     choices: list[Choice] = []
     for c in d.get("choices") or []:
         m = c.get("message") or {}
         calls = [
             ToolCallOut(
-                id=t.get("id", ""),
-                name=(t.get("function") or {}).get("name", ""),
-                arguments=(t.get("function") or {}).get("arguments") or "",
+                id=str(t.get("id") or ""),
+                name=str((t.get("function") or {}).get("name") or ""),
+                arguments=_arguments((t.get("function") or {}).get("arguments")),
             )
             for t in m.get("tool_calls") or []
         ]
         choices.append(
             Choice(
-                index=int(c.get("index", len(choices))),
-                content=m.get("content"),
+                index=index(c.get("index", len(choices))),
+                content=_text(m.get("content")),
                 finish_reason=_FINISH.get(c.get("finish_reason") or ""),
                 tool_calls=calls,
-                reasoning=m.get("reasoning_content") or m.get("reasoning"),
+                reasoning=_text(m.get("reasoning_content") or m.get("reasoning")),
             )
         )
     return ChatResponse(
@@ -214,25 +233,26 @@ def chat_response_from_dict(d: dict[str, Any]) -> ChatResponse:
     )
 
 
+@upstream_shape
 def chat_chunk_from_dict(d: dict[str, Any]) -> ChatChunk:
     choices: list[ChoiceDelta] = []
     for c in d.get("choices") or []:
         delta = c.get("delta") or {}
         calls = [
             ToolCallDelta(
-                index=int(t.get("index", 0)),
-                id=t.get("id"),
-                name=(t.get("function") or {}).get("name"),
-                arguments=(t.get("function") or {}).get("arguments") or "",
+                index=index(t.get("index", 0)),
+                id=_text(t.get("id")),
+                name=_text((t.get("function") or {}).get("name")),
+                arguments=_arguments((t.get("function") or {}).get("arguments")),
             )
             for t in delta.get("tool_calls") or []
         ]
         choices.append(
             ChoiceDelta(
-                index=int(c.get("index", 0)),
-                role=delta.get("role"),
-                content=delta.get("content"),
-                reasoning=delta.get("reasoning_content") or delta.get("reasoning"),
+                index=index(c.get("index", 0)),
+                role="assistant" if delta.get("role") else None,
+                content=_text(delta.get("content")),
+                reasoning=_text(delta.get("reasoning_content") or delta.get("reasoning")),
                 tool_calls=calls,
                 finish_reason=_FINISH.get(c.get("finish_reason") or ""),
             )

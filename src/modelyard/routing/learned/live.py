@@ -87,7 +87,7 @@ class LiveLearner:
         self._seq = itertools.count(1)  # ledger ids of the extra calls: REQUEST/learn/N
         self.outcomes = outcomes
         self.ledger = ledger
-        self._rng = rng or random.Random()  # noqa: S311 - sampling traffic, not secrets
+        self._rng = rng or random.Random()  # noqa: S311 - sampling traffic, not secrets  # nosec B311
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, int] = {}
