@@ -84,6 +84,30 @@ async def test_post_and_keep_alive_reuse(server: tuple[str, list[str]]) -> None:
     pool.close()
 
 
+async def test_idle_connections_are_closed_once_too_old_to_reuse(
+    server: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (soak benchmark): after a burst, every idle keep-alive connection stayed
+    open until the upstream closed it, so descriptors stayed above their baseline."""
+    import modelyard.providers.http1 as http1
+
+    monkeypatch.setattr(http1, "IDLE_REUSE_SECONDS", 0.05)
+    url, _ = server
+    pool = Pool(max_response_bytes=1 << 20)
+    answers = await asyncio.gather(*(pool.request("GET", url + "/echo", {}) for _ in range(5)))
+    for resp in answers:
+        await resp.read()
+        resp.close()
+    idle = [c for conns in pool._idle.values() for c in conns]
+    assert len(idle) == 5 and not any(c.closed for c in idle)
+    await asyncio.sleep(0.3)
+    assert pool._idle == {} and all(c.closed for c in idle)
+    resp = await pool.request("GET", url + "/echo", {})  # a new connection afterwards
+    assert resp.status == 200 and await resp.read() == b"echo:"
+    resp.close()
+    pool.close()
+
+
 async def test_gzip_is_decompressed(server: tuple[str, list[str]]) -> None:
     pool = Pool(max_response_bytes=1 << 20)
     resp = await pool.request("GET", server[0] + "/gz", {})

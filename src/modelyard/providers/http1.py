@@ -247,6 +247,7 @@ class Pool:
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._limit = max_response_bytes
         self._tls: ssl.SSLContext | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def request(
         self, method: str, url: str, headers: dict[str, str], body: bytes = b""
@@ -299,8 +300,34 @@ class Pool:
     def release(self, conn: _Connection) -> None:
         conn.idle_since = time.monotonic()
         self._idle.setdefault(conn.key, []).append(conn)
+        if self._sweeper is None:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_later(IDLE_REUSE_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle past reuse (never reused, they only hold a descriptor
+        and the server's slot), and come back while any connection is idle."""
+        self._sweeper = None
+        stale = time.monotonic() - IDLE_REUSE_SECONDS
+        for key, conns in list(self._idle.items()):
+            kept = []
+            for conn in conns:
+                if conn.idle_since < stale or conn.closed:
+                    conn.close()
+                else:
+                    kept.append(conn)
+            if kept:
+                self._idle[key] = kept
+            else:
+                del self._idle[key]
+        if self._idle:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_later(IDLE_REUSE_SECONDS, self._sweep)
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
