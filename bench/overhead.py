@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -524,44 +525,44 @@ def _terminate(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main() -> int:
-    args = parse_args()
+def with_processes(
+    name: str,
+    chunk_gap_ms: float,
+    body: Callable[[Process, Process], Awaitable[dict[str, Any]]],
+    launcher: list[str] | None = None,
+) -> dict[str, Any] | int:
+    """Run ``body(upstream, gateway)`` against fresh processes: its report, or an exit code."""
     signal.signal(signal.SIGTERM, _terminate)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
-    env["BENCH_KEY"] = "sk-bench"
-    env["MODELYARD_ADMIN_KEY"] = ADMIN_KEY
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")},
+           "BENCH_KEY": "sk-bench", "MODELYARD_ADMIN_KEY": ADMIN_KEY}
     started: list[Process] = []
-    with tempfile.TemporaryDirectory(prefix="modelyard-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"modelyard-{name}-") as tmp:
         workdir = Path(tmp)
         try:
             up_port = free_port()
             upstream = spawn("upstream", [sys.executable, str(BENCH / "fake_upstream.py"),
                                           "--host", HOST, "--port", str(up_port),
-                                          "--chunk-gap-ms", str(args.chunk_gap_ms)],
+                                          "--chunk-gap-ms", str(chunk_gap_ms)],
                              up_port, workdir, env)
             started.append(upstream)
-            config = workdir / "modelyard.yaml"
+            config, gw_port = workdir / "modelyard.yaml", free_port()
             config.write_text(gateway_config(HOST, up_port, fake_upstream.MODEL))
-            gw_port = free_port()
-            launcher = (["-m", "modelyard"] if not args.profile else
-                        [str(BENCH / "profiled_gateway.py"), str(args.profile.resolve())])
-            gateway = spawn("gateway", [sys.executable, *launcher, "serve",
-                                        "--config", str(config), "--host", HOST,
+            gateway = spawn("gateway", [sys.executable, *(launcher or ["-m", "modelyard"]),
+                                        "serve", "--config", str(config), "--host", HOST,
                                         "--port", str(gw_port),
                                         "--data-dir", str(workdir / "data")],
                             gw_port, workdir, env)
             started.append(gateway)
-            wait_listening(upstream)
-            wait_listening(gateway)
+            wait_listening(upstream), wait_listening(gateway)
             time.sleep(0.5)  # let start-up finish before the idle RSS is read
             console.print(f"fake upstream pid {upstream.pid} on {HOST}:{up_port}; "
                           f"gateway pid {gateway.pid} on {HOST}:{gw_port}")
             try:
                 import uvloop
             except ImportError:
-                report = asyncio.run(bench(args, upstream, gateway))
+                report = asyncio.run(body(upstream, gateway))
             else:
-                report = uvloop.run(bench(args, upstream, gateway))
+                report = uvloop.run(body(upstream, gateway))
             for p in started:
                 if p.proc.poll() is not None:
                     raise RuntimeError(f"{p.name} died during the run:\n{p.log_tail()}")
@@ -569,11 +570,21 @@ def main() -> int:
             console.print("interrupted; stopping the fake upstream and the gateway")
             return 130
         except RuntimeError as exc:
-            console.print(f"[red]benchmark failed:[/red] {exc}")
+            console.print(f"[red]{name} failed:[/red] {exc}")
             return 1
         finally:
             for p in reversed(started):
                 p.stop()
+    return report
+
+
+def main() -> int:
+    args = parse_args()
+    launcher = [str(BENCH / "profiled_gateway.py"), str(args.profile.resolve())] \
+        if args.profile else None
+    report = with_processes("bench", args.chunk_gap_ms, lambda u, g: bench(args, u, g), launcher)
+    if isinstance(report, int):  # the exit code of a failed run
+        return report
     render(report)
     if args.profile:
         console.print(f"[yellow]the gateway ran under cProfile: its figures are inflated[/yellow]"

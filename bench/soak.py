@@ -37,9 +37,7 @@ import asyncio
 import itertools
 import os
 import platform
-import signal
 import sys
-import tempfile
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -53,19 +51,15 @@ from rich.table import Table
 import fake_upstream
 from overhead import (
     ADMIN_KEY,
-    BENCH,
     GATEWAY_MODEL,
     HEADERS,
     HOST,
     Process,
     console,
-    free_port,
-    gateway_config,
     memory_mb,
     pct,
     request_body,
-    spawn,
-    wait_listening,
+    with_processes,
 )
 
 IGNORED_FIELDS = ("id", "created", "model")
@@ -397,57 +391,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, _terminate)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELYARD_")}
-    env["BENCH_KEY"] = "sk-bench"
-    env["MODELYARD_ADMIN_KEY"] = ADMIN_KEY
-    started: list[Process] = []
-    with tempfile.TemporaryDirectory(prefix="modelyard-soak-") as tmp:
-        workdir = Path(tmp)
-        try:
-            up_port = free_port()
-            upstream = spawn("upstream", [sys.executable, str(BENCH / "fake_upstream.py"),
-                                          "--host", HOST, "--port", str(up_port),
-                                          "--chunk-gap-ms", str(args.chunk_gap_ms)],
-                             up_port, workdir, env)
-            started.append(upstream)
-            config = workdir / "modelyard.yaml"
-            config.write_text(gateway_config(HOST, up_port, fake_upstream.MODEL))
-            gw_port = free_port()
-            gateway = spawn("gateway", [sys.executable, "-m", "modelyard", "serve",
-                                        "--config", str(config), "--host", HOST,
-                                        "--port", str(gw_port),
-                                        "--data-dir", str(workdir / "data")],
-                            gw_port, workdir, env)
-            started.append(gateway)
-            wait_listening(upstream)
-            wait_listening(gateway)
-            console.print(f"fake upstream pid {upstream.pid} on {HOST}:{up_port}; "
-                          f"gateway pid {gateway.pid} on {HOST}:{gw_port}")
-            try:
-                import uvloop
-            except ImportError:
-                report = asyncio.run(soak(args, upstream, gateway))
-            else:
-                report = uvloop.run(soak(args, upstream, gateway))
-            for p in started:
-                if p.proc.poll() is not None:
-                    raise RuntimeError(f"{p.name} died during the run:\n{p.log_tail()}")
-        except KeyboardInterrupt:
-            console.print("interrupted; stopping the fake upstream and the gateway")
-            return 130
-        except RuntimeError as exc:
-            console.print(f"[red]soak failed:[/red] {exc}")
-            return 1
-        finally:
-            for p in reversed(started):
-                p.stop()
+    report = with_processes("soak", args.chunk_gap_ms, lambda up, gw: soak(args, up, gw))
+    if isinstance(report, int):
+        return report
     render(report)
     if args.json:
         args.json.write_text(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
